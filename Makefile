@@ -1,0 +1,74 @@
+# Two entry points: `make run` (set up everything and serve) and `make test` (the whole suite
+# on SQLite, MariaDB/MySQL and PostgreSQL). See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_ROWS ?= 20000
+# The databases `make test` runs the suite on; override to point elsewhere.
+TEST_MYSQL_URL ?= mysql://root@127.0.0.1:3306/cdp
+TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/cdp
+
+.PHONY: run test test-sqlite test-mysql test-postgres system-deps venv migrate demo serve bench clean
+
+run: venv migrate demo serve
+
+# mysqlclient compiles against the MySQL/MariaDB client headers, found through pkg-config.
+system-deps:
+	@if pkg-config --exists mysqlclient 2>/dev/null || pkg-config --exists libmariadb 2>/dev/null; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing the MySQL client headers and pkg-config (needed to build mysqlclient)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			default-libmysqlclient-dev pkg-config build-essential python3-dev python3-venv >/dev/null; \
+	else \
+		echo "mysqlclient needs the MySQL client headers and pkg-config. Install them with:"; \
+		echo "  sudo apt-get install default-libmysqlclient-dev pkg-config build-essential python3-dev python3-venv"; \
+		exit 1; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(MAKE) system-deps
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+.secret_key:
+	@$(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
+
+migrate: venv .secret_key
+	SECRET_KEY=$$(cat .secret_key) $(BIN)/python manage.py migrate --noinput
+
+demo: venv .secret_key
+	SECRET_KEY=$$(cat .secret_key) $(BIN)/python manage.py load_demo_data --rows $(DEMO_ROWS)
+	@SECRET_KEY=$$(cat .secret_key) $(BIN)/python manage.py create_api_client demo --password demo-password --demo
+
+serve: venv .secret_key
+	SECRET_KEY=$$(cat .secret_key) $(BIN)/python manage.py collectstatic --noinput -v0
+	@echo "Serving on http://$(HOST):$(PORT)/ (API docs at http://$(HOST):$(PORT)/api/docs/)"
+	SECRET_KEY=$$(cat .secret_key) $(BIN)/gunicorn cdp_site.wsgi --bind $(HOST):$(PORT) --workers 2 --access-logfile -
+
+test: venv test-sqlite test-mysql test-postgres
+
+test-sqlite: venv
+	$(BIN)/python manage.py test --noinput -v1
+	env -u DATABASE_URL $(BIN)/pytest -q
+
+test-mysql: venv
+	DATABASE_URL=$(TEST_MYSQL_URL) $(BIN)/pytest -q
+
+test-postgres: venv
+	DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest -q
+
+bench: venv
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) staticfiles .test-db-*.sqlite3*

@@ -1,0 +1,238 @@
+"""The JSON endpoints of shared/API.md. Each view parses, calls one service or selector, renders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpResponse, StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from transactions import selectors, services
+from transactions.validation import RecordInvalid, parse_transaction_record
+
+from .json_codec import decimal_as_json_number, dumps_exact
+from .permissions import CanIngestTransactions, CanViewTransactions
+from .serializers import (
+    CustomerTotalSerializer,
+    IngestBatchResultSerializer,
+    IngestSingleResultSerializer,
+    StoredTransactionSerializer,
+    TopCustomersQuerySerializer,
+    TransactionRangeQuerySerializer,
+    TransactionRecordSerializer,
+)
+
+INGEST_MESSAGES = {
+    "created": "Transaction data ingested successfully",
+    "duplicate": "Duplicate transaction found, not inserted.",
+    "conflict": "A different transaction is already stored for this customer at this time; not inserted.",
+}
+INGEST_STATUS_CODES = {"created": 201, "duplicate": 200, "conflict": 409}
+
+SAMPLE_RECORD = {
+    "customer_id": 101,
+    "name": "amit",
+    "transaction_amount": 1500.75,
+    "mob_no": "9876543210",
+    "transaction_datetime": "2024-09-24T15:30:00",
+    "pincode": "110001",
+    "state": "gujrat",
+}
+
+
+class IngestTransactionsView(APIView):
+    permission_classes = [IsAuthenticated, CanIngestTransactions]
+
+    @extend_schema(
+        summary="Ingest one transaction or a batch of up to 10,000",
+        request=PolymorphicProxySerializer(
+            component_name="TransactionRecordOrBatch",
+            serializers=[TransactionRecordSerializer, TransactionRecordSerializer(many=True)],
+            resource_type_field_name=None,
+            many=False,
+        ),
+        responses={
+            201: IngestSingleResultSerializer,
+            200: OpenApiResponse(
+                IngestBatchResultSerializer,
+                description="A batch (counts and one result per record), or a single duplicate.",
+            ),
+            400: OpenApiResponse(description="Invalid record(s); for a batch, errors keyed by index."),
+            409: IngestSingleResultSerializer,
+            413: OpenApiResponse(description="Body over 10 MB."),
+        },
+        examples=[OpenApiExample("One record", value=SAMPLE_RECORD, request_only=True)],
+    )
+    def post(self, request):
+        body = request.data
+        if isinstance(body, list):
+            return self._ingest_batch(body)
+        if not isinstance(body, dict):
+            return Response(
+                {"non_field_errors": ["Expected a transaction record (a JSON object) or an array of them."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        try:
+            record = parse_transaction_record(body)
+        except RecordInvalid as exc:
+            return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
+        [outcome] = services.ingest_transactions(records=[record])
+        answer = {"status": outcome.status, "message": INGEST_MESSAGES[outcome.status]}
+        if outcome.status == "created":
+            answer["id"] = outcome.transaction.pk
+        elif outcome.status == "conflict":
+            answer["existing"] = StoredTransactionSerializer(outcome.transaction).data
+        return Response(answer, status=INGEST_STATUS_CODES[outcome.status])
+
+    def _ingest_batch(self, body: list) -> Response:
+        if not 1 <= len(body) <= settings.CDP_MAX_BATCH_RECORDS:
+            return Response(
+                {"non_field_errors": [f"A batch holds 1 to {settings.CDP_MAX_BATCH_RECORDS} records, not {len(body)}."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        records, errors = [], {}
+        for index, raw in enumerate(body):
+            try:
+                records.append(parse_transaction_record(raw))
+            except RecordInvalid as exc:
+                errors[str(index)] = exc.errors
+        if errors:
+            return Response({"errors": errors}, status=status.HTTP_400_BAD_REQUEST)
+        outcomes = services.ingest_transactions(records=records)
+        results = [{"index": outcome.index, "status": outcome.status} for outcome in outcomes]
+        statuses = [outcome.status for outcome in outcomes]
+        return Response(
+            {
+                "received": len(records),
+                "created": statuses.count("created"),
+                "duplicates": statuses.count("duplicate"),
+                "conflicts": statuses.count("conflict"),
+                "results": results,
+            }
+        )
+
+
+def _customer_total_json(row: dict) -> str:
+    return dumps_exact(
+        {
+            "customer_id": row["customer_id"],
+            "name": row["name"],
+            "total_transaction_amount": decimal_as_json_number(row["total_transaction_amount"]),
+        }
+    )
+
+
+def _json_array_chunks(rows) -> Iterator[bytes]:
+    """A JSON array written a few hundred rows at a time, so memory stays flat."""
+    yield b"["
+    buffer, first = [], True
+    for row in rows:
+        buffer.append(("" if first else ",") + _customer_total_json(row))
+        first = False
+        if len(buffer) >= 500:
+            yield "".join(buffer).encode("utf-8")
+            buffer = []
+    yield ("".join(buffer) + "]").encode("utf-8")
+
+
+class TransactionRangeView(APIView):
+    permission_classes = [IsAuthenticated, CanViewTransactions]
+
+    @extend_schema(
+        summary="Customers whose total spend in a window lies in [min_amount, max_amount]",
+        request=TransactionRangeQuerySerializer,
+        responses={200: CustomerTotalSerializer(many=True), 400: OpenApiResponse(description="Invalid query.")},
+        examples=[
+            OpenApiExample(
+                "Spend range",
+                value={"min_amount": 50000, "max_amount": 200000, "time_period": "2038-01-01T00:00:00"},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request):
+        query = TransactionRangeQuerySerializer(data=request.data)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        matches = selectors.customers_in_total_range(
+            min_amount=params["min_amount"],
+            max_amount=params["max_amount"],
+            start=params.get("start"),
+            end=params.get("time_period") or timezone.now(),
+        )
+        offset, limit = params["offset"], params.get("limit")
+        if limit is None:
+            # Unbounded answers are streamed from the database cursor, so memory stays flat.
+            response = StreamingHttpResponse(
+                _json_array_chunks(matches[offset:].iterator(chunk_size=2000)), content_type="application/json"
+            )
+        else:
+            response = HttpResponse(
+                b"".join(_json_array_chunks(matches[offset : offset + limit])), content_type="application/json"
+            )
+        response["X-Total-Count"] = str(matches.count())
+        return response
+
+
+class TopCustomersView(APIView):
+    permission_classes = [IsAuthenticated, CanViewTransactions]
+
+    @extend_schema(
+        summary="The top customers of every pincode of a state",
+        request=TopCustomersQuerySerializer,
+        responses={
+            200: OpenApiResponse(
+                {"type": "object", "additionalProperties": {"type": "array", "items": {"$ref": "#/components/schemas/CustomerTotal"}}},
+                description='Keys are "pincode_<pincode>" in ascending order.',
+            ),
+            400: OpenApiResponse(description="Invalid query."),
+        },
+        examples=[OpenApiExample("A state", value={"state": "Punjab"}, request_only=True)],
+    )
+    def post(self, request):
+        query = TopCustomersQuerySerializer(data=request.data)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        by_pincode = selectors.top_customers_by_pincode(
+            state=params["state"], limit=params["limit"], start=params.get("start"), end=params.get("time_period")
+        )
+        return Response(
+            {
+                f"pincode_{pincode}": [
+                    {
+                        "customer_id": entry.customer_id,
+                        "name": entry.name,
+                        "total_transaction_amount": decimal_as_json_number(entry.total_transaction_amount),
+                    }
+                    for entry in ranked
+                ]
+                for pincode, ranked in by_pincode.items()
+            }
+        )
+
+
+class HealthView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+
+    @extend_schema(
+        summary="Liveness of the service and its database",
+        request=None,
+        responses={200: OpenApiResponse(description='{"status": "ok", "database": "ok"}'), 503: OpenApiResponse(description="Database unreachable.")},
+    )
+    def get(self, request):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except Exception:  # any failure to reach the database means "not healthy"
+            return Response({"status": "unavailable", "database": "unreachable"}, status=503)
+        return Response({"status": "ok", "database": "ok"})
+

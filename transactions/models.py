@@ -1,0 +1,120 @@
+"""Customers, their transactions, and the running totals the reports read.
+
+The database keeps the invariants: a transaction is unique per (customer, transaction_datetime),
+money is DECIMAL, times are stored in UTC. ``Customer`` and ``CustomerPincodeTotal`` carry
+running totals that ``services.ingest_transactions`` updates in the same database transaction as
+the rows it stores, so the all-time reports read a few thousand summary rows, not millions.
+"""
+
+import datetime
+from decimal import Decimal
+
+from django.db import models
+
+from . import validation
+
+
+class Customer(models.Model):
+    """A customer, identified by the client's own ``customer_id``.
+
+    ``name`` and ``mob_no`` are those of the customer's most recent transaction
+    (``details_as_of`` is that transaction's datetime).
+    """
+
+    customer_id = models.BigIntegerField(primary_key=True)
+    name = models.CharField(max_length=validation.NAME_MAX_LENGTH)
+    mob_no = models.CharField("mobile number", max_length=validation.MOB_NO_MAX_DIGITS)
+    details_as_of = models.DateTimeField(
+        help_text="Datetime of the transaction the name and mobile number were taken from."
+    )
+    total_amount = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("0"))
+    transaction_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # The all-time range report: WHERE total BETWEEN .. ORDER BY total DESC, id.
+            # Descending so that ORDER BY total DESC, customer_id ASC reads the index in order.
+            models.Index(fields=["-total_amount", "customer_id"], name="customer_total_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.customer_id})"
+
+
+class Transaction(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="transactions")
+    # Name and number as sent with this transaction; the customer row holds the current ones.
+    name = models.CharField(max_length=validation.NAME_MAX_LENGTH)
+    mob_no = models.CharField("mobile number", max_length=validation.MOB_NO_MAX_DIGITS)
+    transaction_amount = models.DecimalField(max_digits=14, decimal_places=2)
+    transaction_datetime = models.DateTimeField()
+    pincode = models.CharField(max_length=6)
+    state = models.CharField(max_length=validation.STATE_MAX_LENGTH)
+    state_key = models.CharField(
+        max_length=validation.STATE_MAX_LENGTH,
+        help_text="The state case-folded, for case-insensitive matching.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "transaction_datetime"], name="unique_customer_transaction_time"
+            ),
+        ]
+        indexes = [
+            # Covering index of the windowed range report: per customer, sum amounts up to a time.
+            models.Index(
+                fields=["customer", "transaction_datetime", "transaction_amount"],
+                name="txn_customer_window_idx",
+            ),
+            # Newest/oldest transaction (MIN/MAX) decide whether a window covers all time.
+            models.Index(fields=["transaction_datetime"], name="txn_datetime_idx"),
+            # Covering index of the windowed top-customers report: one state, by pincode.
+            models.Index(
+                fields=["state_key", "pincode", "customer", "transaction_datetime", "transaction_amount"],
+                name="txn_state_pincode_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} @ {self.transaction_datetime:%Y-%m-%d %H:%M:%S}Z: {self.transaction_amount}"
+
+    @property
+    def key(self) -> tuple[int, "datetime.datetime"]:
+        return (self.customer_id, self.transaction_datetime)
+
+    def same_payment_as(self, record: validation.TransactionRecord) -> bool:
+        """Whether a record with this row's key repeats it (a duplicate) or contradicts it."""
+        return (
+            self.transaction_amount == record.transaction_amount
+            and self.pincode == record.pincode
+            and self.state_key == record.state_key
+        )
+
+
+class CustomerPincodeTotal(models.Model):
+    """All-time total of one customer's transactions in one pincode of one state."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="pincode_totals")
+    state_key = models.CharField(max_length=validation.STATE_MAX_LENGTH)
+    state = models.CharField(max_length=validation.STATE_MAX_LENGTH)
+    pincode = models.CharField(max_length=6)
+    total_amount = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("0"))
+    transaction_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "state_key", "pincode"], name="unique_customer_state_pincode"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["state_key", "pincode", "-total_amount", "customer"],
+                name="pincode_total_rank_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} in {self.pincode}, {self.state}: {self.total_amount}"

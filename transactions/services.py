@@ -1,0 +1,340 @@
+"""Writes: storing transactions and keeping the report totals in step with them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models.constants import OnConflict
+from django.utils import timezone
+
+from . import selectors
+from .models import Customer, CustomerPincodeTotal, Transaction
+from .validation import TransactionRecord
+
+logger = logging.getLogger(__name__)
+
+IngestStatus = Literal["created", "duplicate", "conflict"]
+
+# Lock waits and deadlocks between concurrent batches are resolved by running the losing
+# database transaction again; the unique constraint guarantees a retry never stores twice.
+MAX_INGEST_ATTEMPTS = 10
+BULK_BATCH_SIZE = 2500
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """What became of one record: stored, a repeat of a stored row, or contradicting one.
+
+    ``transaction`` is the stored row a duplicate or conflict collided with, or the row a
+    single created record became (batches insert plain values and carry no row).
+    """
+
+    index: int
+    status: IngestStatus
+    transaction: Transaction | None = None
+
+
+def ingest_transactions(
+    *,
+    records: Sequence[TransactionRecord],
+    before_commit: Callable[[list[IngestOutcome]], None] | None = None,
+) -> list[IngestOutcome]:
+    """Store validated records, each key at most once, and return one outcome per record.
+
+    ``before_commit`` runs inside the same database transaction once the records are stored
+    (a file import saves its progress marker there, so the two commit or roll back together).
+    It may run more than once if the transaction is retried.
+
+    Every customer a batch touches is locked (SELECT ... FOR UPDATE) before its transactions
+    are looked up, so concurrent requests carrying the same key serialise on that customer and
+    exactly one of them creates the row; the unique constraint backs this up.
+    """
+    if not records:
+        return []
+    for attempt in range(1, MAX_INGEST_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                outcomes = _ingest_with_customers_locked(records)
+                if before_commit is not None:
+                    before_commit(outcomes)
+                return outcomes
+        except (OperationalError, _CustomerCreatedConcurrently) as exc:
+            retryable = isinstance(exc, _CustomerCreatedConcurrently) or _is_transient_lock_error(exc)
+            if attempt == MAX_INGEST_ATTEMPTS or not retryable:
+                raise
+            logger.info("ingest attempt %s hit %r; retrying", attempt, exc)
+            time.sleep(random.uniform(0.005, 0.02) * attempt)
+    raise AssertionError("unreachable")
+
+
+def _is_transient_lock_error(exc: OperationalError) -> bool:
+    cause = exc.__cause__
+    if connection.vendor == "mysql":
+        return bool(exc.args) and exc.args[0] in (1205, 1213)  # lock wait timeout, deadlock
+    if connection.vendor == "postgresql":
+        return getattr(cause, "sqlstate", None) in ("40001", "40P01")
+    return "locked" in str(exc)  # SQLite: database is locked
+
+
+def _same_payment(stored: Transaction | TransactionRecord, record: TransactionRecord) -> bool:
+    """A record repeating a stored key is a duplicate if it agrees on these, else a conflict."""
+    return (
+        stored.transaction_amount == record.transaction_amount
+        and stored.pincode == record.pincode
+        and stored.state_key == record.state_key
+    )
+
+
+def _ingest_with_customers_locked(records: Sequence[TransactionRecord]) -> list[IngestOutcome]:
+    customers = _lock_customers(records)
+    stored_by_key: dict[tuple, Transaction | TransactionRecord] = {
+        row.key: row for row in selectors.transactions_with_keys(keys={record.key for record in records})
+    }
+    outcomes: list[IngestOutcome] = []
+    new_records: list[TransactionRecord] = []
+    for index, record in enumerate(records):
+        stored = stored_by_key.get(record.key)
+        if stored is None:
+            stored_by_key[record.key] = record  # a repeat later in the same batch meets this one
+            new_records.append(record)
+            outcomes.append(IngestOutcome(index=index, status="created"))
+        else:
+            status: IngestStatus = "duplicate" if _same_payment(stored, record) else "conflict"
+            row = stored if isinstance(stored, Transaction) else None
+            outcomes.append(IngestOutcome(index=index, status=status, transaction=row))
+
+    if len(new_records) == 1:
+        # save() reports the new id on every backend, MySQL 8 included (no RETURNING there).
+        [record] = new_records
+        row = Transaction(
+            customer_id=record.customer_id,
+            name=record.name,
+            mob_no=record.mob_no,
+            transaction_amount=record.transaction_amount,
+            transaction_datetime=record.transaction_datetime,
+            pincode=record.pincode,
+            state=record.state,
+            state_key=record.state_key,
+        )
+        row.save(force_insert=True)
+        [created_index] = [i for i, outcome in enumerate(outcomes) if outcome.status == "created"]
+        outcomes[created_index] = IngestOutcome(index=created_index, status="created", transaction=row)
+    elif new_records:
+        created_at = timezone.now()
+        _insert_rows(
+            Transaction,
+            TRANSACTION_COLUMNS,
+            [
+                (
+                    r.customer_id, r.name, r.mob_no, r.transaction_amount, r.transaction_datetime,
+                    r.pincode, r.state, r.state_key, created_at,
+                )
+                for r in new_records
+            ],
+        )
+    _add_to_totals(customers=customers, new_rows=new_records)
+    return outcomes
+
+
+@dataclass(slots=True)
+class _CustomerState:
+    """A locked customer row, as plain values: cheaper than model instances by the thousand."""
+
+    customer_id: int
+    name: str
+    mob_no: str
+    details_as_of: dt.datetime
+    total_amount: Decimal
+    transaction_count: int
+
+
+CUSTOMER_COLUMNS = ["customer_id", "name", "mob_no", "details_as_of", "total_amount", "transaction_count"]
+
+
+class _CustomerCreatedConcurrently(Exception):
+    """Another request created one of this batch's new customers first; run the batch again."""
+
+
+def _lock_customers(records: Sequence[TransactionRecord]) -> dict[int, _CustomerState]:
+    """Lock every customer of the batch (in id order), creating the ones that don't exist.
+
+    A new customer is inserted plainly, not with INSERT IGNORE: on MySQL a duplicate key
+    ignored that way leaves a shared lock that deadlocks with the FOR UPDATE of the next
+    request for the same customer. Instead the loser of that race gets a unique-key error,
+    rolls back, and its next attempt finds the customer and waits for its lock.
+    """
+    first_record_of: dict[int, TransactionRecord] = {}
+    for record in records:
+        first_record_of.setdefault(record.customer_id, record)
+    customers = _locked_customer_states(sorted(first_record_of))
+    missing = [
+        (customer_id, record.name, record.mob_no, record.transaction_datetime, Decimal("0"), 0)
+        for customer_id, record in sorted(first_record_of.items())
+        if customer_id not in customers
+    ]
+    try:
+        _insert_rows(Customer, CUSTOMER_COLUMNS, missing)
+    except IntegrityError as exc:
+        raise _CustomerCreatedConcurrently() from exc
+    for row in missing:
+        customers[row[0]] = _CustomerState(*row)
+    return customers
+
+
+def _locked_customer_states(customer_ids: Sequence[int]) -> dict[int, _CustomerState]:
+    rows = (
+        Customer.objects.select_for_update()
+        .filter(pk__in=customer_ids)
+        .order_by("pk")
+        .values_list(*CUSTOMER_COLUMNS)
+    )
+    return {row[0]: _CustomerState(*row) for row in rows}
+
+
+def _write_customers(states: Iterable[_CustomerState]) -> None:
+    _insert_rows(
+        Customer,
+        CUSTOMER_COLUMNS,
+        [
+            (c.customer_id, c.name, c.mob_no, c.details_as_of, c.total_amount, c.transaction_count)
+            for c in states
+        ],
+        unique_fields=["customer_id"],
+        update_fields=CUSTOMER_COLUMNS[1:],
+    )
+
+
+def _add_to_totals(
+    *, customers: dict[int, _CustomerState], new_rows: Iterable[Transaction | TransactionRecord]
+) -> None:
+    """Fold newly stored rows into the customer and per-pincode running totals."""
+    changed_customers: dict[int, _CustomerState] = {}
+    pincode_deltas: dict[tuple[int, str, str], list] = {}
+    for row in new_rows:
+        customer = customers[row.customer_id]
+        if customer.transaction_count == 0 or row.transaction_datetime > customer.details_as_of:
+            customer.name = row.name
+            customer.mob_no = row.mob_no
+            customer.details_as_of = row.transaction_datetime
+        customer.total_amount += row.transaction_amount
+        customer.transaction_count += 1
+        changed_customers[customer.customer_id] = customer
+        delta = pincode_deltas.get((row.customer_id, row.state_key, row.pincode))
+        if delta is None:
+            pincode_deltas[(row.customer_id, row.state_key, row.pincode)] = [row.state, row.transaction_amount, 1]
+        else:
+            delta[1] += row.transaction_amount
+            delta[2] += 1
+    if not changed_customers:
+        return
+    _write_customers(changed_customers.values())
+    _insert_rows(
+        CustomerPincodeTotal,
+        ["customer", "state_key", "pincode", "state", "total_amount", "transaction_count"],
+        [(*key, state, amount, count) for key, (state, amount, count) in pincode_deltas.items()],
+        unique_fields=["customer", "state_key", "pincode"],
+        increment_fields=["total_amount", "transaction_count"],
+    )
+
+
+def recompute_customer_totals(*, customer_ids: Iterable[int]) -> None:
+    """Rebuild the running totals of some customers from their stored transactions.
+
+    For corrections made outside ``ingest_transactions`` (the admin, a data fix).
+    """
+    customer_ids = sorted(set(customer_ids))
+    with transaction.atomic():
+        customers = _locked_customer_states(customer_ids)
+        for customer in customers.values():
+            customer.total_amount = Decimal("0")
+            customer.transaction_count = 0
+        CustomerPincodeTotal.objects.filter(customer_id__in=customer_ids).delete()
+        rows = Transaction.objects.filter(customer_id__in=customer_ids).order_by("customer_id", "transaction_datetime")
+        _add_to_totals(customers=customers, new_rows=rows.iterator(chunk_size=BULK_BATCH_SIZE))
+        _write_customers(c for c in customers.values() if c.transaction_count == 0)
+
+
+def _as_increments(suffix: str, model, increment_fields: Sequence[str]) -> str:
+    """Turn Django's "col = <new value>" upsert assignments into "col = col + <new value>".
+
+    Django renders the new value as VALUE(col) on MariaDB, new.col on MySQL 8 and
+    EXCLUDED.col on PostgreSQL and SQLite; adding the stored value in front is the same edit
+    on all of them, and lets the database add a delta without the row being read first.
+    """
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    for name in increment_fields:
+        column = quote(model._meta.get_field(name).column)
+        stored = column if connection.vendor == "mysql" else f"{table}.{column}"
+        assignment = f"{column} = "
+        position = suffix.index(assignment) + len(assignment)
+        suffix = f"{suffix[:position]}{stored} + {suffix[position:]}"
+    return suffix
+
+
+TRANSACTION_COLUMNS = [
+    "customer", "name", "mob_no", "transaction_amount", "transaction_datetime",
+    "pincode", "state", "state_key", "created_at",
+]
+
+
+def _insert_rows(
+    model,
+    field_names: Sequence[str],
+    rows: Sequence[tuple],
+    *,
+    unique_fields: Sequence[str] = (),
+    update_fields: Sequence[str] = (),
+    increment_fields: Sequence[str] = (),
+    ignore_conflicts: bool = False,
+) -> None:
+    """Multi-row INSERT of plain value tuples, in chunks.
+
+    On a conflict with `unique_fields`: `update_fields` are overwritten (the values were
+    computed under the customers' locks, so that is safe), `increment_fields` are added to,
+    or, with `ignore_conflicts`, the row is skipped. This is what ``bulk_create`` sends, minus
+    its per-value preparation, which costs more than the database's own work for 10,000 rows.
+    """
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in field_names]
+    datetime_positions = [i for i, field in enumerate(fields) if field.get_internal_type() == "DateTimeField"]
+    columns = ", ".join(quote(field.column) for field in fields)
+    row_placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    on_conflict = OnConflict.IGNORE if ignore_conflicts else None
+    if update_fields or increment_fields:
+        on_conflict = OnConflict.UPDATE
+    # Django's own backend hooks spell INSERT IGNORE / ON CONFLICT / ON DUPLICATE KEY per vendor.
+    insert = connection.ops.insert_statement(on_conflict=on_conflict)
+    suffix = connection.ops.on_conflict_suffix_sql(
+        fields,
+        on_conflict,
+        [model._meta.get_field(name).column for name in [*update_fields, *increment_fields]],
+        [model._meta.get_field(name).column for name in unique_fields],
+    ) or ""
+    if increment_fields:
+        suffix = _as_increments(suffix, model, increment_fields)
+    adapt_datetime = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), BULK_BATCH_SIZE):
+            chunk = rows[start : start + BULK_BATCH_SIZE]
+            params: list[object] = []
+            for row in chunk:
+                row = list(row)
+                for position in datetime_positions:
+                    row[position] = adapt_datetime(row[position])
+                params += row
+            cursor.execute(
+                f"{insert} {quote(model._meta.db_table)} ({columns}) "
+                f"VALUES {', '.join([row_placeholder] * len(chunk))} {suffix}",
+                params,
+            )
