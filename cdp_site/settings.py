@@ -5,6 +5,7 @@ newcomer run the project on SQLite with nothing else installed. See README.md fo
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -134,6 +135,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 # Serving straight from the finders spares a newcomer `collectstatic`; production collects.
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
+# Before the first collectstatic there is no STATIC_ROOT; the finders serve everything then.
+warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
 LOGIN_URL = "/admin/login/"
 
