@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "django_tasks",
+    "django_tasks_db",
     "transactions",
 ]
 
@@ -144,6 +146,29 @@ LOGIN_URL = "/admin/login/"
 CDP_MAX_JSON_BODY_BYTES = int(os.environ.get("CDP_MAX_JSON_BODY_BYTES", str(10 * 1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = CDP_MAX_JSON_BODY_BYTES
 CDP_MAX_BATCH_RECORDS = 10_000
+
+# File imports (POST /api/imports/): stored outside the static and media folders, processed by
+# the background worker (`manage.py import_worker`), deleted after the retention period by
+# `manage.py prune_imports`.
+CDP_IMPORT_DIR = Path(os.environ.get("CDP_IMPORT_DIR", BASE_DIR / "var" / "imports"))
+CDP_MAX_UPLOAD_BYTES = int(os.environ.get("CDP_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
+CDP_IMPORT_RETENTION_DAYS = int(os.environ.get("CDP_IMPORT_RETENTION_DAYS", "7"))
+CDP_IMPORT_CHUNK_ROWS = int(os.environ.get("CDP_IMPORT_CHUNK_ROWS", "5000"))
+# A running import whose worker has not reported for this long is taken to have died.
+CDP_IMPORT_STALE_SECONDS = int(os.environ.get("CDP_IMPORT_STALE_SECONDS", "60"))
+# Uploads over this size are spooled to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+TASKS = {
+    "default": {
+        # The database backend needs no broker; CDP_TASKS_BACKEND=immediate runs tasks inline.
+        "BACKEND": {
+            "database": "django_tasks_db.DatabaseBackend",
+            "immediate": "django_tasks.backends.immediate.ImmediateBackend",
+        }[os.environ.get("CDP_TASKS_BACKEND", "database")],
+        "QUEUES": ["default"],
+    }
+}
 
 
 def throttle_rate(name: str, default: str) -> str | None:

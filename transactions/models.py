@@ -118,3 +118,72 @@ class CustomerPincodeTotal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id} in {self.pincode}, {self.state}: {self.total_amount}"
+
+
+def _import_storage():
+    # Uploads live in their own folder, outside anything served as static or media files.
+    from django.conf import settings
+    from django.core.files.storage import FileSystemStorage
+
+    return FileSystemStorage(location=settings.CDP_IMPORT_DIR)
+
+
+class ImportJob(models.Model):
+    """One uploaded file and the progress of its import.
+
+    ``byte_offset`` and ``line_number`` mark the end of the last committed chunk; they are saved
+    in the same database transaction as that chunk's rows and counts, so a worker that dies
+    loses nothing and counts nothing twice: the next run continues from the marker.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    class Format(models.TextChoices):
+        CSV = "csv"
+        NDJSON = "ndjson"
+
+    owner = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="import_jobs")
+    file = models.FileField(storage=_import_storage, upload_to="%Y/%m/%d", max_length=255)
+    original_name = models.CharField(max_length=255)
+    format = models.CharField(max_length=6, choices=Format.choices)
+    size_bytes = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=7, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    rows_processed = models.BigIntegerField(default=0)
+    created = models.BigIntegerField(default=0)
+    duplicates = models.BigIntegerField(default=0)
+    conflicts = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    byte_offset = models.BigIntegerField(default=0)
+    line_number = models.BigIntegerField(default=0, help_text="Lines of the file read so far.")
+    runner = models.CharField(max_length=36, blank=True, help_text="Which run owns the job now.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="import_owner_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} of {self.original_name} ({self.status})"
+
+
+class RejectedRow(models.Model):
+    """A row of an imported file that broke a rule, kept so the user can fix and resend it."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="rejected_rows")
+    line_number = models.BigIntegerField()
+    raw = models.TextField()
+    reason = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "line_number"], name="unique_rejected_row_line"),
+        ]
+        ordering = ["job", "line_number"]

@@ -10,13 +10,24 @@ from itertools import islice
 
 from django.db import connection
 from django.db.models import DecimalField, F, Max, Min, OuterRef, QuerySet, Subquery, Sum, Window
-from django.db.models.functions import RowNumber
+from django.db.models.functions import Round, RowNumber
 
-from .models import Customer, CustomerPincodeTotal, Transaction
+from .models import Customer, CustomerPincodeTotal, ImportJob, Transaction
 from .validation import state_key_for
 
 TOTAL_FIELD = DecimalField(max_digits=30, decimal_places=2)
 KEYS_PER_QUERY = 2000
+
+
+def _sum_of_amounts() -> Sum | Round:
+    """SUM(transaction_amount) as the exact total, for comparing and ordering in SQL.
+
+    SQLite has no decimal type and sums the amounts as binary floats, so 0.10 + 0.20 comes out
+    as 0.30000000000000004 and fails "total <= 0.30". Rounding to cents gives back the float
+    nearest the exact total, the same float a stored 0.30 is.
+    """
+    total = Sum("transaction_amount", output_field=TOTAL_FIELD)
+    return Round(total, 2, output_field=TOTAL_FIELD) if connection.vendor == "sqlite" else total
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +117,7 @@ def customers_in_total_range(
     return (
         _windowed(Transaction.objects.all(), start=start, end=end)
         .values("customer_id")
-        .annotate(total_transaction_amount=Sum("transaction_amount", output_field=TOTAL_FIELD))
+        .annotate(total_transaction_amount=_sum_of_amounts())
         .filter(total_transaction_amount__gte=min_amount, total_transaction_amount__lte=max_amount)
         .annotate(name=Subquery(customer_name))
         .order_by("-total_transaction_amount", "customer_id")
@@ -140,7 +151,7 @@ def top_customers_by_pincode(
         ranked = (
             _windowed(Transaction.objects.filter(state_key=state_key), start=start, end=end)
             .values("pincode", "customer_id")
-            .annotate(total_transaction_amount=Sum("transaction_amount", output_field=TOTAL_FIELD))
+            .annotate(total_transaction_amount=_sum_of_amounts())
             .annotate(rank=Window(**rank_window))
         )
     rows = list(
@@ -157,3 +168,14 @@ def top_customers_by_pincode(
             CustomerTotal(customer_id=customer_id, name=names[customer_id], total_transaction_amount=total)
         )
     return by_pincode
+
+
+def imports_visible_to(*, user) -> QuerySet:
+    """A user's own imports, newest first; staff see everybody's."""
+    jobs = ImportJob.objects.select_related("owner")
+    return jobs if user.is_staff else jobs.filter(owner=user)
+
+
+def rejected_rows_of(*, job: ImportJob) -> Iterator[tuple[int, str, str]]:
+    """(line number, raw row, reason) of every rejected row, in file order, streamed."""
+    return job.rejected_rows.order_by("line_number").values_list("line_number", "raw", "reason").iterator(chunk_size=2000)

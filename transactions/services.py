@@ -6,18 +6,23 @@ import datetime as dt
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import islice
 from typing import Literal
 
+from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import F
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from . import selectors
-from .models import Customer, CustomerPincodeTotal, Transaction
-from .validation import TransactionRecord
+from .models import Customer, CustomerPincodeTotal, ImportJob, RejectedRow, Transaction
+from . import import_files
+from .validation import RecordInvalid, TransactionRecord, parse_transaction_record
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +100,10 @@ def _same_payment(stored: Transaction | TransactionRecord, record: TransactionRe
 
 def _ingest_with_customers_locked(records: Sequence[TransactionRecord]) -> list[IngestOutcome]:
     customers = _lock_customers(records)
+    # A customer this batch has just created has no stored transactions to collide with.
+    keys_to_look_up = {record.key for record in records if customers[record.customer_id].transaction_count}
     stored_by_key: dict[tuple, Transaction | TransactionRecord] = {
-        row.key: row for row in selectors.transactions_with_keys(keys={record.key for record in records})
+        row.key: row for row in selectors.transactions_with_keys(keys=keys_to_look_up)
     }
     outcomes: list[IngestOutcome] = []
     new_records: list[TransactionRecord] = []
@@ -338,3 +345,164 @@ def _insert_rows(
                 f"VALUES {', '.join([row_placeholder] * len(chunk))} {suffix}",
                 params,
             )
+
+
+# --- File imports -------------------------------------------------------------------------
+
+
+class ImportTakenOver(Exception):
+    """Another run now owns the import (this one was presumed dead); stop without writing."""
+
+
+def start_import(*, owner, uploaded_file, file_format: str | None = None) -> ImportJob:
+    """Store an uploaded file and queue its import; the rows are read later by the worker."""
+    from .tasks import run_import
+
+    job = ImportJob(
+        owner=owner,
+        original_name=uploaded_file.name[:255],
+        format=file_format or import_format_for(uploaded_file.name),
+        size_bytes=uploaded_file.size,
+    )
+    job.file.save(uploaded_file.name, uploaded_file, save=False)
+    job.save()
+    # Enqueued once the job row is committed, so the worker never looks for a row it can't see.
+    transaction.on_commit(lambda: run_import.enqueue(job_id=job.pk))
+    return job
+
+
+def import_format_for(file_name: str) -> str:
+    """``csv`` or ``ndjson`` from the file name's extension; ValueError when it tells neither."""
+    extension = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
+    formats = {"csv": "csv", "ndjson": "ndjson", "jsonl": "ndjson"}
+    if extension not in formats:
+        raise ValueError("Name the format (csv or ndjson), or upload a .csv, .ndjson or .jsonl file.")
+    return formats[extension]
+
+
+def run_import(*, job_id: int) -> None:
+    """Import a queued (or interrupted) job's file to the end, chunk by chunk.
+
+    Each chunk's transactions, rejected rows, counts and resume marker are committed together,
+    so a run that dies part-way leaves the job exactly at the end of its last chunk.
+    """
+
+    runner = uuid.uuid4().hex
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED):
+            return
+        job.status = ImportJob.Status.RUNNING
+        job.runner = runner
+        job.started_at = job.started_at or timezone.now()
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["status", "runner", "started_at", "heartbeat_at"])
+    try:
+        with job.file.open("rb") as file:
+            import_files.sniff(file)
+            if job.format == ImportJob.Format.CSV:
+                layout = import_files.read_csv_layout(file)
+                rows = import_files.csv_rows(file, layout, offset=job.byte_offset, line_number=job.line_number)
+            else:
+                rows = import_files.ndjson_rows(file, offset=job.byte_offset, line_number=job.line_number)
+            chunk_rows = settings.CDP_IMPORT_CHUNK_ROWS
+            while chunk := list(islice(rows, chunk_rows)):
+                _import_chunk(job_id=job.pk, runner=runner, chunk=chunk)
+    except import_files.FileUnreadable as exc:
+        _finish_import(job_id=job.pk, runner=runner, error=str(exc))
+        return
+    except ImportTakenOver:
+        return
+    except OSError as exc:
+        _finish_import(job_id=job.pk, runner=runner, error=f"The uploaded file cannot be read ({exc.strerror}).")
+        return
+    _finish_import(job_id=job.pk, runner=runner, error=None)
+
+
+def _import_chunk(*, job_id: int, runner: str, chunk: list) -> None:
+
+    records: list[TransactionRecord] = []
+    rejected: list[RejectedRow] = []
+    for row in chunk:
+        if row.problem is None:
+            try:
+                records.append(parse_transaction_record(row.values))
+                continue
+            except RecordInvalid as exc:
+                row.problem = rejection_reason(exc.errors)
+        rejected.append(RejectedRow(job_id=job_id, line_number=row.line_number, raw=row.raw, reason=row.problem))
+    last = chunk[-1]
+
+    def save_progress(outcomes: list[IngestOutcome]) -> None:
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.runner != runner:
+            raise ImportTakenOver()
+        statuses = [outcome.status for outcome in outcomes]
+        RejectedRow.objects.bulk_create(rejected, batch_size=BULK_BATCH_SIZE)
+        ImportJob.objects.filter(pk=job_id).update(
+            rows_processed=F("rows_processed") + len(chunk),
+            created=F("created") + statuses.count("created"),
+            duplicates=F("duplicates") + statuses.count("duplicate"),
+            conflicts=F("conflicts") + statuses.count("conflict"),
+            rejected=F("rejected") + len(rejected),
+            byte_offset=last.end_offset,
+            line_number=last.end_line,
+            heartbeat_at=timezone.now(),
+        )
+
+    if records:
+        ingest_transactions(records=records, before_commit=save_progress)
+    else:
+        with transaction.atomic():
+            save_progress([])
+
+
+def rejection_reason(errors: dict[str, list[str]]) -> str:
+    """The API's validation messages for one record, on one line: ``field: message; ...``."""
+    return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
+
+
+def _finish_import(*, job_id: int, runner: str, error: str | None) -> None:
+
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.runner != runner:
+            return
+        job.status = ImportJob.Status.FAILED if error else ImportJob.Status.DONE
+        job.error = error or ""
+        job.finished_at = timezone.now()
+        job.heartbeat_at = job.finished_at
+        job.save(update_fields=["status", "error", "finished_at", "heartbeat_at"])
+
+
+def requeue_stale_imports(*, stale_after: dt.timedelta) -> list[int]:
+    """Queue again the imports whose worker stopped reporting (killed, machine lost).
+
+    The new run takes the job over from the last committed chunk; should the old run still be
+    alive after all, its next commit finds another runner on the job and stops.
+    """
+    from .tasks import run_import
+
+    cutoff = timezone.now() - stale_after
+    stale = list(
+        ImportJob.objects.filter(status=ImportJob.Status.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True)
+    )
+    for job_id in stale:
+        run_import.enqueue(job_id=job_id)
+    return stale
+
+
+def prune_imports(*, older_than: dt.timedelta) -> int:
+    """Delete the uploaded files of finished imports older than the retention period.
+
+    The import records and their rejected rows stay, so what was loaded remains on record.
+    """
+
+    cutoff = timezone.now() - older_than
+    pruned = 0
+    for job in ImportJob.objects.filter(created_at__lt=cutoff).exclude(file="").exclude(
+        status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
+    ):
+        job.file.delete(save=True)
+        pruned += 1
+    return pruned

@@ -1,0 +1,380 @@
+"""What every /api/ endpoint does around its own work: authentication, permissions, CSRF,
+methods, body limits, throttling, malformed bodies, database outages, health, schema, docs."""
+
+from __future__ import annotations
+
+import json
+import re
+from unittest import mock
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import OperationalError
+from django.test import TestCase, override_settings
+from rest_framework.test import APIClient
+
+from tests.support import ApiClientMixin, make_user, record, token_client
+from transactions.models import Transaction
+
+INGEST_URL = "/api/ingest-data"
+RANGE_URL = "/api/query-transaction-range"
+TOP_CUSTOMERS_URL = "/api/top-customers"
+
+# A valid body for each endpoint, so that only the property under test can make it fail.
+VALID_BODIES = {
+    INGEST_URL: record(),
+    RANGE_URL: {"min_amount": 0, "max_amount": 100_000},
+    TOP_CUSTOMERS_URL: {"state": "Delhi"},
+}
+CREATED_ANSWER_KEYS = ["status", "message", "id"]
+
+
+class AuthenticationTests(TestCase):
+    def setUp(self):
+        cache.clear()
+
+    def test_every_endpoint_answers_401_without_credentials(self):
+        for url, body in VALID_BODIES.items():
+            with self.subTest(url=url):
+                response = APIClient().post(url, body, format="json")
+                self.assertEqual(response.status_code, 401)
+                self.assertEqual(response.json(), {"detail": "Authentication credentials were not provided."})
+                self.assertEqual(response["WWW-Authenticate"], "Token")
+        self.assertEqual(Transaction.objects.count(), 0)
+
+    def test_every_endpoint_answers_401_with_an_unknown_token(self):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION="Token 0123456789abcdef0123456789abcdef01234567")
+        for url, body in VALID_BODIES.items():
+            with self.subTest(url=url):
+                response = client.post(url, body, format="json")
+                self.assertEqual(response.status_code, 401)
+                self.assertEqual(response.json(), {"detail": "Invalid token."})
+                self.assertEqual(response["WWW-Authenticate"], "Token")
+        self.assertEqual(Transaction.objects.count(), 0)
+
+    def test_the_token_of_an_inactive_user_is_refused(self):
+        user = make_user("gone")
+        client = token_client(user)
+        user.is_active = False
+        user.save()
+
+        response = client.post(RANGE_URL, VALID_BODIES[RANGE_URL], format="json")
+
+        self.assertEqual(response.status_code, 401)
+        self.assertEqual(response.json(), {"detail": "User inactive or deleted."})
+
+    def test_a_valid_token_with_both_permissions_reaches_every_endpoint(self):
+        client = token_client(make_user("analyst"))
+
+        ingest = client.post(INGEST_URL, record(transaction_amount="10.00"), format="json")
+        report = client.post(RANGE_URL, {"min_amount": 0, "max_amount": 100, "limit": 10}, format="json")
+        top = client.post(TOP_CUSTOMERS_URL, {"state": "delhi"}, format="json")
+
+        self.assertEqual(ingest.status_code, 201)
+        self.assertEqual(list(ingest.json()), CREATED_ANSWER_KEYS)
+        self.assertEqual(report.status_code, 200)
+        self.assertEqual(report.json(), [{"customer_id": 101, "name": "amit", "total_transaction_amount": 10.0}])
+        self.assertEqual(top.status_code, 200)
+        self.assertEqual(
+            top.json(), {"pincode_110001": [{"customer_id": 101, "name": "amit", "total_transaction_amount": 10.0}]}
+        )
+
+
+class PermissionTests(TestCase):
+    def setUp(self):
+        cache.clear()
+
+    def test_a_user_who_may_only_view_cannot_ingest(self):
+        viewer = token_client(make_user("viewer", permissions=("view_transaction",)))
+
+        single = viewer.post(INGEST_URL, record(), format="json")
+        batch = viewer.post(INGEST_URL, [record()], format="json")
+
+        for response in (single, batch):
+            self.assertEqual(response.status_code, 403)
+            self.assertEqual(response.json(), {"detail": "You do not have permission to ingest transactions."})
+        self.assertEqual(Transaction.objects.count(), 0)
+        # The same user may read the reports.
+        self.assertEqual(viewer.post(RANGE_URL, {"min_amount": 0, "max_amount": 1, "limit": 1}, format="json").json(), [])
+        self.assertEqual(viewer.post(TOP_CUSTOMERS_URL, {"state": "Delhi"}, format="json").json(), {})
+
+    def test_a_user_who_may_only_add_cannot_query(self):
+        ingester = token_client(make_user("ingester", permissions=("add_transaction",)))
+
+        for url in (RANGE_URL, TOP_CUSTOMERS_URL):
+            with self.subTest(url=url):
+                response = ingester.post(url, VALID_BODIES[url], format="json")
+                self.assertEqual(response.status_code, 403)
+                self.assertEqual(response.json(), {"detail": "You do not have permission to view transaction reports."})
+        # The same user may ingest.
+        created = ingester.post(INGEST_URL, record(), format="json")
+        self.assertEqual(created.status_code, 201)
+        self.assertEqual(created.json()["status"], "created")
+
+    def test_a_user_without_permissions_can_do_nothing(self):
+        nobody = token_client(make_user("nobody", permissions=()))
+
+        for url, body in VALID_BODIES.items():
+            with self.subTest(url=url):
+                self.assertEqual(nobody.post(url, body, format="json").status_code, 403)
+        self.assertEqual(Transaction.objects.count(), 0)
+
+
+class SessionAuthenticationTests(TestCase):
+    def setUp(self):
+        cache.clear()
+        self.user = make_user("browser")
+
+    def logged_in_client(self) -> APIClient:
+        client = APIClient(enforce_csrf_checks=True)
+        self.assertTrue(client.login(username="browser", password="a-long-test-password"))
+        return client
+
+    def csrf_token_of(self, client: APIClient) -> str:
+        # The interactive docs page is where a browser user gets the token the API wants.
+        page = client.get("/api/docs/")
+        self.assertEqual(page.status_code, 200)
+        return client.cookies[settings.CSRF_COOKIE_NAME].value
+
+    def test_a_logged_in_post_without_the_csrf_token_is_refused(self):
+        client = self.logged_in_client()
+
+        for url, body in VALID_BODIES.items():
+            with self.subTest(url=url):
+                response = client.post(url, body, format="json")
+                self.assertEqual(response.status_code, 403)
+                self.assertEqual(response.json(), {"detail": "CSRF Failed: CSRF cookie not set."})
+        self.assertEqual(Transaction.objects.count(), 0)
+
+    def test_a_logged_in_post_with_a_wrong_csrf_token_is_refused(self):
+        client = self.logged_in_client()
+        self.csrf_token_of(client)
+
+        response = client.post(INGEST_URL, record(), format="json", HTTP_X_CSRFTOKEN="x" * 64)
+
+        self.assertEqual(response.status_code, 403)
+        self.assertTrue(response.json()["detail"].startswith("CSRF Failed:"), response.json())
+        self.assertEqual(Transaction.objects.count(), 0)
+
+    def test_a_logged_in_post_with_the_csrf_token_is_served(self):
+        client = self.logged_in_client()
+        token = self.csrf_token_of(client)
+
+        ingest = client.post(INGEST_URL, record(transaction_amount="42.50"), format="json", HTTP_X_CSRFTOKEN=token)
+        report = client.post(
+            RANGE_URL, {"min_amount": 0, "max_amount": 100, "limit": 5}, format="json", HTTP_X_CSRFTOKEN=token
+        )
+
+        self.assertEqual(ingest.status_code, 201, ingest.content)
+        self.assertEqual(ingest.json()["status"], "created")
+        self.assertEqual(report.status_code, 200, report.content)
+        self.assertEqual(report.json(), [{"customer_id": 101, "name": "amit", "total_transaction_amount": 42.5}])
+
+    def test_a_logged_in_user_without_permission_is_refused_with_403(self):
+        make_user("browsing-viewer", permissions=("view_transaction",))
+        client = APIClient(enforce_csrf_checks=True)
+        self.assertTrue(client.login(username="browsing-viewer", password="a-long-test-password"))
+        token = self.csrf_token_of(client)
+
+        response = client.post(INGEST_URL, record(), format="json", HTTP_X_CSRFTOKEN=token)
+
+        self.assertEqual(response.status_code, 403)
+        self.assertEqual(response.json(), {"detail": "You do not have permission to ingest transactions."})
+
+
+class RequestErrorTests(ApiClientMixin, TestCase):
+    def test_get_on_an_endpoint_that_only_accepts_post_is_405(self):
+        for url in (INGEST_URL, RANGE_URL, TOP_CUSTOMERS_URL):
+            with self.subTest(url=url):
+                response = self.api.get(url)
+                self.assertEqual(response.status_code, 405)
+                self.assertEqual(response.json(), {"detail": 'Method "GET" not allowed.'})
+                self.assertEqual(response["Allow"], "POST, OPTIONS")
+
+    def test_other_methods_on_ingest_are_405(self):
+        for method in ("put", "patch", "delete"):
+            with self.subTest(method=method):
+                response = getattr(self.api, method)(INGEST_URL, record(), format="json")
+                self.assertEqual(response.status_code, 405)
+                self.assertEqual(response.json(), {"detail": f'Method "{method.upper()}" not allowed.'})
+        self.assertEqual(Transaction.objects.count(), 0)
+
+    @override_settings(CDP_MAX_JSON_BODY_BYTES=1000)
+    def test_a_body_over_the_size_limit_is_413_and_one_at_the_limit_is_accepted(self):
+        def body_of_length(size: int, customer_id: int) -> bytes:
+            text = json.dumps(record(customer_id=customer_id)).encode("utf-8")
+            return text + b" " * (size - len(text))  # trailing whitespace is valid JSON
+
+        at_limit = self.api.post(INGEST_URL, body_of_length(1000, 1), content_type="application/json")
+        over_limit = self.api.post(INGEST_URL, body_of_length(1001, 2), content_type="application/json")
+
+        self.assertEqual(at_limit.status_code, 201, at_limit.content)
+        self.assertEqual(over_limit.status_code, 413)
+        self.assertEqual(over_limit.json(), {"detail": "Request body is too large."})
+        self.assertEqual(list(Transaction.objects.values_list("customer_id", flat=True)), [1])
+
+    @override_settings(CDP_MAX_JSON_BODY_BYTES=1000)
+    def test_a_batch_over_the_size_limit_is_413_and_nothing_is_stored(self):
+        batch = [record(customer_id=customer_id) for customer_id in range(1, 20)]
+        self.assertGreater(len(json.dumps(batch)), 1000)
+
+        response = self.ingest(batch)
+
+        self.assertEqual(response.status_code, 413)
+        self.assertEqual(response.json(), {"detail": "Request body is too large."})
+        self.assertEqual(Transaction.objects.count(), 0)
+
+    def test_malformed_json_is_400(self):
+        ingest = self.api.post(INGEST_URL, b'{"customer_id": 1,', content_type="application/json")
+        report = self.api.post(RANGE_URL, b'{"min_amount": ', content_type="application/json")
+
+        self.assertEqual(ingest.status_code, 400)
+        self.assertEqual(ingest.json(), {"detail": "JSON parse error - Expecting property name enclosed in double quotes: line 1 column 19 (char 18)"})
+        self.assertEqual(report.status_code, 400)
+        self.assertEqual(report.json(), {"detail": "JSON parse error - Expecting value: line 1 column 16 (char 15)"})
+        self.assertEqual(Transaction.objects.count(), 0)
+
+    def test_nan_and_infinity_are_not_json(self):
+        for constant in ("NaN", "Infinity", "-Infinity"):
+            with self.subTest(constant=constant):
+                response = self.api.post(
+                    RANGE_URL, f'{{"min_amount": 0, "max_amount": {constant}}}'.encode(), content_type="application/json"
+                )
+                self.assertEqual(response.status_code, 400)
+                self.assertEqual(response.json(), {"detail": f"JSON parse error - {constant} is not valid JSON"})
+
+    def test_a_body_that_is_not_utf_8_is_400(self):
+        body = '{"state": "Pünjab"}'.encode("latin-1")
+
+        response = self.api.post(TOP_CUSTOMERS_URL, body, content_type="application/json")
+
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(response.json(), {"detail": "JSON parse error - the body is not valid UTF-8."})
+
+    def test_a_body_of_another_media_type_is_415(self):
+        response = self.api.post(INGEST_URL, b"customer_id=1", content_type="application/x-www-form-urlencoded")
+
+        self.assertEqual(response.status_code, 415)
+        self.assertEqual(
+            response.json(), {"detail": 'Unsupported media type "application/x-www-form-urlencoded" in request.'}
+        )
+        self.assertEqual(Transaction.objects.count(), 0)
+
+
+class ThrottlingTests(TestCase):
+    def setUp(self):
+        cache.clear()
+
+    def test_a_user_over_the_rate_is_429_with_retry_after(self):
+        rates = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "2/minute", "user": "2/minute"}}
+        hasty = token_client(make_user("hasty"))
+        patient = token_client(make_user("patient"))
+        body = {"min_amount": 0, "max_amount": 1, "limit": 1}
+
+        with override_settings(REST_FRAMEWORK=rates):
+            allowed = [hasty.post(RANGE_URL, body, format="json") for _ in range(2)]
+            throttled = hasty.post(RANGE_URL, body, format="json")
+            throttled_ingest = hasty.post(INGEST_URL, record(), format="json")
+            other_user = patient.post(RANGE_URL, body, format="json")
+
+        self.assertEqual([response.status_code for response in allowed], [200, 200])
+        self.assertEqual(throttled.status_code, 429)
+        retry_after = int(throttled["Retry-After"])
+        self.assertTrue(1 <= retry_after <= 60, retry_after)
+        self.assertEqual(throttled.json(), {"detail": f"Request was throttled. Expected available in {retry_after} seconds."})
+        self.assertEqual(throttled_ingest.status_code, 429)
+        self.assertIn("Retry-After", throttled_ingest)
+        self.assertEqual(Transaction.objects.count(), 0)
+        # The rate is per user: someone else is still served.
+        self.assertEqual(other_user.status_code, 200)
+        self.assertEqual(other_user.json(), [])
+
+
+class DatabaseOutageTests(ApiClientMixin, TestCase):
+    def test_a_database_error_in_a_view_is_503_not_500(self):
+        # The one mock of the suite: a real outage cannot be staged inside a test transaction.
+        outage = OperationalError("could not connect to server: Connection refused")
+        with mock.patch("transactions.selectors.customers_in_total_range", side_effect=outage) as selector:
+            response = self.range_query({"min_amount": 0, "max_amount": 100, "limit": 10})
+
+        selector.assert_called_once()
+        self.assertEqual(response.status_code, 503)
+        self.assertEqual(response.json(), {"detail": "The database is unavailable; try again shortly."})
+        self.assertEqual(response["Retry-After"], "5")
+
+
+class HealthTests(TestCase):
+    def test_health_answers_ok_without_credentials(self):
+        response = APIClient().get("/api/health/")
+
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json(), {"status": "ok", "database": "ok"})
+
+    def test_health_ignores_bad_credentials(self):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+
+        response = client.get("/api/health")
+
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json(), {"status": "ok", "database": "ok"})
+
+
+class SchemaAndDocsTests(ApiClientMixin, TestCase):
+    def test_schema_is_an_openapi_3_document_describing_the_three_endpoints(self):
+        response = self.api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+
+        self.assertEqual(response.status_code, 200)
+        schema = json.loads(response.content)
+        self.assertTrue(schema["openapi"].startswith("3."), schema["openapi"])
+        self.assertEqual(schema["info"]["title"], "CDP API")
+        # The routes accept the paths with or without a trailing slash; the schema may show either.
+        paths = {path.rstrip("/"): operations for path, operations in schema["paths"].items()}
+        for path in ("/api/ingest-data", "/api/query-transaction-range", "/api/top-customers"):
+            with self.subTest(path=path):
+                self.assertIn(path, paths)
+                self.assertIn("post", paths[path])
+                self.assertIn("requestBody", paths[path]["post"])
+        self.assertEqual(
+            set(schema["components"]["schemas"]["TransactionRangeQuery"]["required"]), {"min_amount", "max_amount"}
+        )
+        self.assertEqual(schema["components"]["schemas"]["TopCustomersQuery"]["required"], ["state"])
+
+    def test_every_path_the_schema_documents_is_served(self):
+        schema = json.loads(self.api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)
+
+        for path, operations in schema["paths"].items():
+            for method in operations:
+                with self.subTest(path=path, method=method):
+                    response = getattr(self.api, method)(path, {}, format="json")
+                    self.assertNotIn(response.status_code, (404, 405, 500), response.content)
+
+    def test_docs_page_loads_its_assets_from_this_server_only(self):
+        client = APIClient()
+        client.force_login(self.user)
+
+        response = client.get("/api/docs/")
+
+        self.assertEqual(response.status_code, 200)
+        self.assertTrue(response["Content-Type"].startswith("text/html"))
+        html = response.content.decode("utf-8")
+        self.assertNotIn("cdn", html.lower())
+        self.assertNotIn("http://", html)
+        self.assertNotIn("https://", html)
+        assets = re.findall(r'<(?:script|link)\b[^>]*\b(?:src|href)="([^"]+)"', html)
+        self.assertTrue(assets)
+        for asset in assets:
+            self.assertTrue(asset.startswith("/static/"), asset)
+        bundle = "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
+        self.assertIn(f'<script src="{bundle}"></script>', html)
+        self.assertIn('url: "/api/schema/"', html)
+
+        served = client.get(bundle)
+        self.assertEqual(served.status_code, 200)
+        self.assertIn("javascript", served["Content-Type"])
+        # Read through the test client's wrapper, which closes the file without also closing the
+        # test's database connection (response.close() alone would fire request_finished).
+        script = b"".join(served.streaming_content)
+        self.assertEqual(len(script), int(served["Content-Length"]))
+        self.assertIn(b"SwaggerUIBundle", script)

@@ -1,0 +1,571 @@
+"""POST /api/query-transaction-range, end to end: every test ingests its data through the API.
+
+The report has two paths: a window holding every stored transaction reads the customers'
+running totals, any other window sums the transactions in SQL. The scenarios in
+``RangeReportScenarios`` run once on each path, with the same query and the same expected
+answer; the windowed run adds a transaction outside the window that would change the answer
+if it leaked in.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from django.db import connection
+from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
+
+from tests.support import ApiClientMixin, record
+
+# Every scenario query ends its window here; only the windowed run stores anything later.
+WINDOW_END = "8999-12-31T23:59:59Z"
+
+
+def body_of(response) -> bytes:
+    """The whole body, whether the view streamed it (no limit) or not; may be called again."""
+    if response.streaming:
+        body = b"".join(response.streaming_content)
+        response.streaming_content = [body]  # a stream is read once; keep it for the next call
+        return body
+    return response.content
+
+
+def answer_of(response):
+    """The JSON body with every non-integer number as an exact Decimal."""
+    return json.loads(body_of(response), parse_float=Decimal)
+
+
+def customer_total(customer_id: int, name: str, total: str) -> dict:
+    return {"customer_id": customer_id, "name": name, "total_transaction_amount": Decimal(total)}
+
+
+class RangeReportTestCase(ApiClientMixin, TestCase):
+    def ingest_batch(self, records: list[dict]) -> None:
+        response = self.ingest(records)
+        self.assertEqual(response.status_code, 200, response.content)
+        self.assertEqual(json.loads(response.content)["created"], len(records), response.content)
+
+    def assertReport(self, response, expected: list[dict], *, total_count: int | None = None) -> None:
+        """The answer is exactly `expected`, with X-Total-Count = all matches (default: len)."""
+        self.assertEqual(response.status_code, 200, body_of(response))
+        self.assertEqual(response["Content-Type"], "application/json")
+        self.assertEqual(answer_of(response), expected)
+        self.assertEqual(response["X-Total-Count"], str(len(expected) if total_count is None else total_count))
+
+
+class RangeReportScenarios:
+    """Scenarios run on both paths; subclasses set up which path a WINDOW_END query takes."""
+
+    sums_transactions_in_sql: bool
+
+    def query(self, **body) -> dict:
+        return {"time_period": WINDOW_END, **body}
+
+    def test_query_takes_the_path_under_test(self):
+        self.ingest_batch([record(customer_id=1, transaction_amount="10.00")])
+        with CaptureQueriesContext(connection) as queries:
+            response = self.range_query(self.query(min_amount=0, max_amount=100))
+            self.assertReport(response, [customer_total(1, "amit", "10.00")])
+        summed = any("SUM(" in query["sql"].upper() for query in queries.captured_queries)
+        self.assertEqual(summed, self.sums_transactions_in_sql)
+
+    def test_totals_are_summed_per_customer_not_per_row(self):
+        self.ingest_batch(
+            [
+                record(customer_id=1, name="asha", transaction_amount="100.10", transaction_datetime="2024-01-01T10:00:00Z"),
+                record(customer_id=2, name="bala", transaction_amount="50.00", transaction_datetime="2024-01-02T10:00:00Z"),
+                record(customer_id=1, name="asha", transaction_amount="200.20", transaction_datetime="2024-01-03T10:00:00Z"),
+                record(customer_id=1, name="asha", transaction_amount="300.30", transaction_datetime="2024-01-04T10:00:00Z"),
+            ]
+        )
+
+        response = self.range_query(self.query(min_amount=0, max_amount=1000))
+
+        self.assertReport(response, [customer_total(1, "asha", "600.60"), customer_total(2, "bala", "50.00")])
+
+    def test_a_customer_is_included_only_when_the_total_not_a_single_row_is_in_range(self):
+        # Each row of customer 1 lies in [150, 250] but the total (300) does not; customer 2's
+        # rows lie outside it but its total (200) is inside.
+        self.ingest_batch(
+            [
+                record(customer_id=1, transaction_amount="150.00", transaction_datetime="2024-01-01T10:00:00Z"),
+                record(customer_id=1, transaction_amount="150.00", transaction_datetime="2024-01-02T10:00:00Z"),
+                record(customer_id=2, name="bala", transaction_amount="100.00", transaction_datetime="2024-01-01T10:00:00Z"),
+                record(customer_id=2, name="bala", transaction_amount="100.00", transaction_datetime="2024-01-02T10:00:00Z"),
+            ]
+        )
+
+        response = self.range_query(self.query(min_amount=150, max_amount=250))
+
+        self.assertReport(response, [customer_total(2, "bala", "200.00")])
+
+    def test_both_bounds_are_inclusive_and_a_cent_outside_is_excluded(self):
+        self.ingest_batch(
+            [
+                record(customer_id=10, name="at-min", transaction_amount="100.00", transaction_datetime="2024-02-01T00:00:00Z"),
+                record(customer_id=11, name="below-min", transaction_amount="99.99", transaction_datetime="2024-02-01T00:00:00Z"),
+                record(customer_id=12, name="at-max", transaction_amount="120.00", transaction_datetime="2024-02-01T00:00:00Z"),
+                record(customer_id=12, name="at-max", transaction_amount="80.00", transaction_datetime="2024-02-02T00:00:00Z"),
+                record(customer_id=13, name="above-max", transaction_amount="100.00", transaction_datetime="2024-02-01T00:00:00Z"),
+                record(customer_id=13, name="above-max", transaction_amount="100.01", transaction_datetime="2024-02-02T00:00:00Z"),
+                record(customer_id=14, name="inside", transaction_amount="150.00", transaction_datetime="2024-02-01T00:00:00Z"),
+            ]
+        )
+
+        response = self.range_query(self.query(min_amount=100, max_amount=200))
+
+        self.assertReport(
+            response,
+            [
+                customer_total(12, "at-max", "200.00"),
+                customer_total(14, "inside", "150.00"),
+                customer_total(10, "at-min", "100.00"),
+            ],
+        )
+
+    def test_equal_bounds_match_exactly_that_total(self):
+        self.ingest_batch(
+            [
+                record(customer_id=1, transaction_amount="99.99", transaction_datetime="2024-02-01T00:00:00Z"),
+                record(customer_id=2, name="bala", transaction_amount="100.00", transaction_datetime="2024-02-01T00:00:00Z"),
+                record(customer_id=3, name="chitra", transaction_amount="100.01", transaction_datetime="2024-02-01T00:00:00Z"),
+            ]
+        )
+
+        response = self.range_query(self.query(min_amount="100.00", max_amount="100.00"))
+
+        self.assertReport(response, [customer_total(2, "bala", "100.00")])
+
+    def test_ordered_by_total_descending_then_customer_id_ascending(self):
+        # Ingested out of order; 9.99 < 10.00 < 1000.00 checks the order is numeric, not textual.
+        self.ingest_batch(
+            [
+                record(customer_id=30, name="c30", transaction_amount="250.00", transaction_datetime="2024-03-01T00:00:00Z"),
+                record(customer_id=5, name="c5", transaction_amount="9.99", transaction_datetime="2024-03-01T00:00:00Z"),
+                record(customer_id=20, name="c20", transaction_amount="700.00", transaction_datetime="2024-03-01T00:00:00Z"),
+                record(customer_id=10, name="c10", transaction_amount="500.00", transaction_datetime="2024-03-01T00:00:00Z"),
+                record(customer_id=40, name="c40", transaction_amount="10.00", transaction_datetime="2024-03-01T00:00:00Z"),
+                record(customer_id=30, name="c30", transaction_amount="250.00", transaction_datetime="2024-03-02T00:00:00Z"),
+                record(customer_id=6, name="c6", transaction_amount="1000.00", transaction_datetime="2024-03-01T00:00:00Z"),
+            ]
+        )
+
+        response = self.range_query(self.query(min_amount=0, max_amount=5000))
+
+        self.assertReport(
+            response,
+            [
+                customer_total(6, "c6", "1000.00"),
+                customer_total(20, "c20", "700.00"),
+                customer_total(10, "c10", "500.00"),
+                customer_total(30, "c30", "500.00"),
+                customer_total(40, "c40", "10.00"),
+                customer_total(5, "c5", "9.99"),
+            ],
+        )
+
+    def test_answer_is_a_json_array_of_exact_decimal_numbers(self):
+        self.ingest_batch(
+            [
+                record(customer_id=1, name="Zoë", transaction_amount="0.10", transaction_datetime="2024-04-01T00:00:00Z"),
+                record(customer_id=1, name="Zoë", transaction_amount="0.20", transaction_datetime="2024-04-02T00:00:00Z"),
+                record(customer_id=2, name="round", transaction_amount=1500, transaction_datetime="2024-04-01T00:00:00Z"),
+                record(customer_id=3, name="big", transaction_amount="999999999999.99", transaction_datetime="2024-04-01T00:00:00Z"),
+                record(customer_id=3, name="big", transaction_amount="999999999999.99", transaction_datetime="2024-04-02T00:00:00Z"),
+            ]
+        )
+
+        response = self.range_query(self.query(min_amount=0, max_amount=2_000_000_000_000))
+
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(
+            body_of(response).decode("utf-8"),
+            "["
+            '{"customer_id":3,"name":"big","total_transaction_amount":1999999999999.98},'
+            '{"customer_id":2,"name":"round","total_transaction_amount":1500.00},'
+            '{"customer_id":1,"name":"Zoë","total_transaction_amount":0.30}'
+            "]",
+        )
+
+    def test_name_is_that_of_the_customers_most_recent_transaction(self):
+        self.ingest_batch(
+            [
+                record(customer_id=7, name="Ravi Kumar", transaction_amount="10.00", transaction_datetime="2024-05-01T00:00:00Z"),
+                record(customer_id=8, name="Meena", transaction_amount="5.00", transaction_datetime="2024-05-01T00:00:00Z"),
+            ]
+        )
+        # An older transaction arriving later does not rename the customer...
+        self.ingest_batch(
+            [record(customer_id=7, name="R. Kumar", transaction_amount="20.00", transaction_datetime="2024-01-01T00:00:00Z")]
+        )
+        self.assertReport(
+            self.range_query(self.query(min_amount=0, max_amount=100)),
+            [customer_total(7, "Ravi Kumar", "30.00"), customer_total(8, "Meena", "5.00")],
+        )
+
+        # ...a newer one does.
+        self.ingest_batch(
+            [record(customer_id=7, name="Ravi K.", transaction_amount="1.00", transaction_datetime="2024-06-01T00:00:00Z")]
+        )
+        self.assertReport(
+            self.range_query(self.query(min_amount=0, max_amount=100)),
+            [customer_total(7, "Ravi K.", "31.00"), customer_total(8, "Meena", "5.00")],
+        )
+
+    def test_total_count_header_counts_every_match_before_paging(self):
+        self.ingest_batch(
+            [
+                record(customer_id=customer_id, name=f"c{customer_id}", transaction_amount=f"{amount}.00")
+                for customer_id, amount in [(1, 500), (2, 400), (3, 300), (4, 200), (5, 100)]
+            ]
+        )
+
+        response = self.range_query(self.query(min_amount=150, max_amount=450, limit=1))
+
+        self.assertReport(response, [customer_total(2, "c2", "400.00")], total_count=3)
+
+    def test_limit_and_offset_page_through_the_matches_in_order(self):
+        self.ingest_batch(
+            [
+                record(customer_id=customer_id, name=f"c{customer_id}", transaction_amount=f"{amount}.00")
+                for customer_id, amount in [(3, 300), (1, 500), (5, 100), (2, 400), (4, 200)]
+            ]
+        )
+        everyone = [
+            customer_total(1, "c1", "500.00"),
+            customer_total(2, "c2", "400.00"),
+            customer_total(3, "c3", "300.00"),
+            customer_total(4, "c4", "200.00"),
+            customer_total(5, "c5", "100.00"),
+        ]
+
+        for offset, expected in [(0, everyone[0:2]), (2, everyone[2:4]), (4, everyone[4:]), (5, [])]:
+            with self.subTest(offset=offset):
+                response = self.range_query(self.query(min_amount=0, max_amount=1000, limit=2, offset=offset))
+                self.assertFalse(response.streaming)
+                self.assertReport(response, expected, total_count=5)
+
+    def test_without_limit_every_match_from_offset_is_streamed(self):
+        self.ingest_batch(
+            [
+                record(customer_id=customer_id, name=f"c{customer_id}", transaction_amount=f"{amount}.00")
+                for customer_id, amount in [(1, 500), (2, 400), (3, 300), (4, 200), (5, 100)]
+            ]
+        )
+
+        everything = self.range_query(self.query(min_amount=0, max_amount=1000))
+        from_offset = self.range_query(self.query(min_amount=0, max_amount=1000, offset=3))
+
+        self.assertTrue(everything.streaming)
+        self.assertReport(
+            everything,
+            [customer_total(i, f"c{i}", f"{amount}.00") for i, amount in [(1, 500), (2, 400), (3, 300), (4, 200), (5, 100)]],
+        )
+        self.assertTrue(from_offset.streaming)
+        self.assertReport(from_offset, [customer_total(4, "c4", "200.00"), customer_total(5, "c5", "100.00")], total_count=5)
+
+    def test_no_match_is_an_empty_array(self):
+        self.ingest_batch([record(customer_id=1, transaction_amount="10.00")])
+
+        streamed = self.range_query(self.query(min_amount=11, max_amount=20))
+        paged = self.range_query(self.query(min_amount=11, max_amount=20, limit=10))
+
+        self.assertReport(streamed, [])
+        self.assertEqual(body_of(streamed), b"[]")
+        self.assertReport(paged, [])
+        self.assertEqual(body_of(paged), b"[]")
+
+
+class AllTimeRangeReportTests(RangeReportScenarios, RangeReportTestCase):
+    """Nothing is stored after WINDOW_END, so the query reads the running totals."""
+
+    sums_transactions_in_sql = False
+
+
+class WindowedRangeReportTests(RangeReportScenarios, RangeReportTestCase):
+    """A transaction after WINDOW_END, in every scenario's range, forces the summing path."""
+
+    sums_transactions_in_sql = True
+
+    def setUp(self):
+        super().setUp()
+        self.ingest_batch(
+            [
+                record(
+                    customer_id=900_001,
+                    name="outside the window",
+                    transaction_amount="150.00",
+                    transaction_datetime="9000-01-01T00:00:00Z",
+                )
+            ]
+        )
+
+
+class RangeReportWindowTests(RangeReportTestCase):
+    def test_time_period_is_an_inclusive_end(self):
+        self.ingest_batch(
+            [
+                record(customer_id=1, name="at-end", transaction_amount="10.00", transaction_datetime="2024-06-30T12:00:00Z"),
+                record(customer_id=2, name="after-end", transaction_amount="20.00", transaction_datetime="2024-06-30T12:00:01Z"),
+                record(customer_id=1, name="at-end", transaction_amount="5.00", transaction_datetime="2024-06-30T12:00:01Z"),
+            ]
+        )
+
+        response = self.range_query({"min_amount": 0, "max_amount": 100, "time_period": "2024-06-30T12:00:00Z"})
+
+        self.assertReport(response, [customer_total(1, "at-end", "10.00")])
+
+    def test_time_period_with_an_offset_is_taken_in_utc(self):
+        self.ingest_batch(
+            [
+                record(customer_id=1, transaction_amount="10.00", transaction_datetime="2024-06-30T12:00:00Z"),
+                record(customer_id=2, name="later", transaction_amount="20.00", transaction_datetime="2024-06-30T12:00:01Z"),
+            ]
+        )
+
+        # 17:30 at +05:30 is 12:00 UTC: the first transaction is at the end, the second after it.
+        response = self.range_query({"min_amount": 0, "max_amount": 100, "time_period": "2024-06-30T17:30:00+05:30"})
+
+        self.assertReport(response, [customer_total(1, "amit", "10.00")])
+
+    def test_time_period_without_an_offset_is_taken_as_utc(self):
+        self.ingest_batch(
+            [
+                record(customer_id=1, transaction_amount="10.00", transaction_datetime="2024-06-30T17:30:00+05:30"),
+                record(customer_id=2, name="later", transaction_amount="20.00", transaction_datetime="2024-06-30T17:30:00Z"),
+            ]
+        )
+
+        response = self.range_query({"min_amount": 0, "max_amount": 100, "time_period": "2024-06-30T12:00:00"})
+
+        self.assertReport(response, [customer_total(1, "amit", "10.00")])
+
+    def test_start_is_inclusive(self):
+        self.ingest_batch(
+            [
+                record(customer_id=1, name="at-start", transaction_amount="10.00", transaction_datetime="2024-01-01T00:00:00Z"),
+                record(customer_id=2, name="before-start", transaction_amount="20.00", transaction_datetime="2023-12-31T23:59:59Z"),
+                record(customer_id=1, name="at-start", transaction_amount="40.00", transaction_datetime="2023-12-31T23:59:59Z"),
+                record(customer_id=3, name="inside", transaction_amount="30.00", transaction_datetime="2024-03-01T00:00:00Z"),
+            ]
+        )
+
+        response = self.range_query(
+            {"min_amount": 0, "max_amount": 100, "start": "2024-01-01T00:00:00Z", "time_period": "2025-01-01T00:00:00Z"}
+        )
+
+        self.assertReport(response, [customer_total(3, "inside", "30.00"), customer_total(1, "at-start", "10.00")])
+
+    def test_start_equal_to_time_period_counts_transactions_at_that_instant(self):
+        self.ingest_batch(
+            [
+                record(customer_id=1, transaction_amount="10.00", transaction_datetime="2024-01-01T00:00:00Z"),
+                record(customer_id=2, name="other", transaction_amount="20.00", transaction_datetime="2024-01-01T00:00:01Z"),
+            ]
+        )
+
+        response = self.range_query(
+            {"min_amount": 0, "max_amount": 100, "start": "2024-01-01T00:00:00Z", "time_period": "2024-01-01T00:00:00Z"}
+        )
+
+        self.assertReport(response, [customer_total(1, "amit", "10.00")])
+
+    def test_time_period_defaults_to_now(self):
+        self.ingest_batch(
+            [
+                record(customer_id=1, name="past", transaction_amount="10.00", transaction_datetime="2024-01-01T00:00:00Z"),
+                record(customer_id=2, name="future", transaction_amount="20.00", transaction_datetime="2999-01-01T00:00:00Z"),
+                record(customer_id=1, name="past", transaction_amount="5.00", transaction_datetime="2999-01-01T00:00:00Z"),
+            ]
+        )
+
+        without_end = self.range_query({"min_amount": 0, "max_amount": 100})
+        until_3000 = self.range_query({"min_amount": 0, "max_amount": 100, "time_period": "3000-01-01T00:00:00Z"})
+
+        self.assertReport(without_end, [customer_total(1, "past", "10.00")])
+        self.assertReport(until_3000, [customer_total(2, "future", "20.00"), customer_total(1, "past", "15.00")])
+
+    def test_window_ending_and_starting_exactly_at_the_stored_extremes_counts_them(self):
+        # [oldest, newest] covers everything, so this is the running-totals path; its boundary
+        # test must be inclusive like the windowed one.
+        self.ingest_batch(
+            [
+                record(customer_id=1, name="oldest", transaction_amount="10.00", transaction_datetime="2024-01-01T00:00:00Z"),
+                record(customer_id=2, name="newest", transaction_amount="20.00", transaction_datetime="2024-12-31T00:00:00Z"),
+                record(customer_id=1, name="oldest", transaction_amount="1.00", transaction_datetime="2024-06-01T00:00:00Z"),
+            ]
+        )
+
+        response = self.range_query(
+            {"min_amount": 0, "max_amount": 100, "start": "2024-01-01T00:00:00Z", "time_period": "2024-12-31T00:00:00Z"}
+        )
+
+        self.assertReport(response, [customer_total(2, "newest", "20.00"), customer_total(1, "oldest", "11.00")])
+
+    def test_window_sums_only_the_customers_transactions_inside_it(self):
+        self.ingest_batch(
+            [
+                record(customer_id=1, transaction_amount="100.00", transaction_datetime="2024-01-15T00:00:00Z"),
+                record(customer_id=1, transaction_amount="200.00", transaction_datetime="2024-02-15T00:00:00Z"),
+                record(customer_id=1, transaction_amount="400.00", transaction_datetime="2024-03-15T00:00:00Z"),
+            ]
+        )
+
+        february = self.range_query(
+            {"min_amount": 0, "max_amount": 1000, "start": "2024-02-01T00:00:00Z", "time_period": "2024-02-29T23:59:59Z"}
+        )
+        until_february = self.range_query({"min_amount": 0, "max_amount": 1000, "time_period": "2024-02-29T23:59:59Z"})
+        from_february = self.range_query(
+            {"min_amount": 0, "max_amount": 1000, "start": "2024-02-01T00:00:00Z", "time_period": "2025-01-01T00:00:00Z"}
+        )
+
+        self.assertReport(february, [customer_total(1, "amit", "200.00")])
+        self.assertReport(until_february, [customer_total(1, "amit", "300.00")])
+        self.assertReport(from_february, [customer_total(1, "amit", "600.00")])
+
+    def test_bounds_apply_to_the_total_inside_the_window(self):
+        # All time, customer 1 holds 300 and is outside [0, 250]; within the window it holds 100.
+        self.ingest_batch(
+            [
+                record(customer_id=1, transaction_amount="100.00", transaction_datetime="2024-01-15T00:00:00Z"),
+                record(customer_id=1, transaction_amount="200.00", transaction_datetime="2024-03-15T00:00:00Z"),
+            ]
+        )
+
+        response = self.range_query({"min_amount": 0, "max_amount": 250, "time_period": "2024-02-01T00:00:00Z"})
+
+        self.assertReport(response, [customer_total(1, "amit", "100.00")])
+
+    def test_name_comes_from_the_most_recent_transaction_even_outside_the_window(self):
+        # shared/API.md: the name shown in every report is that of the customer's most recent
+        # transaction, not the most recent one inside the window.
+        self.ingest_batch(
+            [
+                record(customer_id=1, name="old name", transaction_amount="100.00", transaction_datetime="2024-01-15T00:00:00Z"),
+                record(customer_id=1, name="new name", transaction_amount="200.00", transaction_datetime="2024-03-15T00:00:00Z"),
+            ]
+        )
+
+        response = self.range_query({"min_amount": 0, "max_amount": 1000, "time_period": "2024-02-01T00:00:00Z"})
+
+        self.assertReport(response, [customer_total(1, "new name", "100.00")])
+
+    def test_window_without_transactions_is_an_empty_array(self):
+        self.ingest_batch([record(customer_id=1, transaction_amount="10.00", transaction_datetime="2024-06-01T00:00:00Z")])
+
+        response = self.range_query({"min_amount": 0, "max_amount": 100, "time_period": "2024-05-31T23:59:59Z"})
+
+        self.assertReport(response, [])
+
+    def test_empty_database_is_an_empty_array(self):
+        response = self.range_query({"min_amount": 0, "max_amount": 100})
+
+        self.assertReport(response, [])
+
+    def test_running_totals_and_windowed_sums_give_the_same_answer(self):
+        # Customer 9's late transaction only exists so that a window can end before it; it keeps
+        # customer 9 above max_amount either way, so both windows must give the same answer.
+        self.ingest_batch(
+            [
+                record(customer_id=4, name="d", transaction_amount="300.00", transaction_datetime="2024-01-01T00:00:00Z"),
+                record(customer_id=1, name="a", transaction_amount="120.50", transaction_datetime="2024-01-02T00:00:00Z"),
+                record(customer_id=1, name="a", transaction_amount="179.50", transaction_datetime="2024-01-03T00:00:00Z"),
+                record(customer_id=2, name="b", transaction_amount="0.01", transaction_datetime="2024-01-04T00:00:00Z"),
+                record(customer_id=3, name="c", transaction_amount="1000.01", transaction_datetime="2024-01-05T00:00:00Z"),
+                record(customer_id=9, name="i", transaction_amount="2000.00", transaction_datetime="2024-01-06T00:00:00Z"),
+                record(customer_id=9, name="i", transaction_amount="5000.00", transaction_datetime="2024-12-31T00:00:00Z"),
+            ]
+        )
+        expected = [customer_total(1, "a", "300.00"), customer_total(4, "d", "300.00"), customer_total(2, "b", "0.01")]
+
+        with CaptureQueriesContext(connection) as all_time_queries:
+            all_time = self.range_query({"min_amount": 0, "max_amount": 1000, "time_period": "2024-12-31T00:00:00Z"})
+            self.assertReport(all_time, expected)
+        with CaptureQueriesContext(connection) as windowed_queries:
+            windowed = self.range_query({"min_amount": 0, "max_amount": 1000, "time_period": "2024-12-30T23:59:59Z"})
+            self.assertReport(windowed, expected)
+
+        self.assertEqual(body_of(all_time), body_of(windowed))
+        self.assertFalse(any("SUM(" in q["sql"].upper() for q in all_time_queries.captured_queries))
+        self.assertTrue(any("SUM(" in q["sql"].upper() for q in windowed_queries.captured_queries))
+
+
+class RangeReportValidationTests(RangeReportTestCase):
+    def assertRejected(self, body, errors: dict) -> None:
+        response = self.range_query(body)
+        self.assertEqual(response.status_code, 400, response.content)
+        self.assertEqual(response.json(), errors)
+        self.assertNotIn("X-Total-Count", response)
+
+    def test_min_above_max_is_rejected(self):
+        self.assertRejected(
+            {"min_amount": 200, "max_amount": 100},
+            {"max_amount": ["max_amount must not be less than min_amount."]},
+        )
+
+    def test_negative_min_is_rejected(self):
+        self.assertRejected(
+            {"min_amount": -1, "max_amount": 100},
+            {"min_amount": ["Enter an amount from 0 to 999999999999999999.99."]},
+        )
+
+    def test_missing_bounds_are_rejected(self):
+        self.assertRejected({"max_amount": 100}, {"min_amount": ["This field is required."]})
+        self.assertRejected({"min_amount": 0}, {"max_amount": ["This field is required."]})
+
+    def test_a_bound_with_three_decimal_places_is_rejected_not_rounded(self):
+        self.assertRejected(
+            {"min_amount": 0, "max_amount": "100.005"},
+            {"max_amount": ["Enter an amount with at most 2 decimal places."]},
+        )
+        self.assertRejected(
+            {"min_amount": 1.001, "max_amount": 100},
+            {"min_amount": ["Enter an amount with at most 2 decimal places."]},
+        )
+
+    def test_a_bound_that_is_not_a_number_is_rejected(self):
+        self.assertRejected(
+            {"min_amount": "lots", "max_amount": 100},
+            {"min_amount": ["Enter an amount as a number, e.g. 1500.75."]},
+        )
+
+    def test_start_after_time_period_is_rejected(self):
+        self.assertRejected(
+            {"min_amount": 0, "max_amount": 100, "start": "2024-01-01T00:00:01Z", "time_period": "2024-01-01T00:00:00Z"},
+            {"start": ["start must not be after time_period."]},
+        )
+
+    def test_limit_outside_1_to_10000_is_rejected(self):
+        self.assertRejected(
+            {"min_amount": 0, "max_amount": 100, "limit": 0},
+            {"limit": ["Ensure this value is greater than or equal to 1."]},
+        )
+        self.assertRejected(
+            {"min_amount": 0, "max_amount": 100, "limit": 10_001},
+            {"limit": ["Ensure this value is less than or equal to 10000."]},
+        )
+
+    def test_negative_offset_is_rejected(self):
+        self.assertRejected(
+            {"min_amount": 0, "max_amount": 100, "offset": -1},
+            {"offset": ["Ensure this value is greater than or equal to 0."]},
+        )
+
+    def test_a_datetime_that_is_not_iso_8601_is_rejected(self):
+        message = ["Enter an ISO 8601 datetime, e.g. 2024-09-24T15:30:00 or 2024-09-24T21:00:00+05:30."]
+        self.assertRejected({"min_amount": 0, "max_amount": 100, "time_period": "yesterday"}, {"time_period": message})
+        self.assertRejected({"min_amount": 0, "max_amount": 100, "start": "2024-02-30T00:00:00"}, {"start": message})
+
+    def test_a_body_that_is_not_an_object_is_rejected(self):
+        self.assertRejected([], {"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]})
+
+    def test_the_edges_of_the_valid_ranges_are_accepted(self):
+        self.ingest_batch([record(customer_id=1, transaction_amount="0.01")])
+
+        for body in [
+            {"min_amount": 0, "max_amount": 0.01, "limit": 1},
+            {"min_amount": "0.01", "max_amount": "999999999999999999.99", "limit": 10_000},
+        ]:
+            with self.subTest(body=body):
+                self.assertReport(self.range_query(body), [customer_total(1, "amit", "0.01")])

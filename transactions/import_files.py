@@ -1,0 +1,172 @@
+"""Reading uploaded CSV and NDJSON files row by row, from any byte offset, in bounded memory.
+
+Each row comes with the line number it starts on and the byte offset just after it, so an
+import can commit a chunk of rows together with "resume from here" and continue after a crash.
+Rows that cannot be read (wrong number of fields, bad JSON, bad encoding) are yielded with a
+reason instead of values; problems that make the whole file unreadable raise ``FileUnreadable``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .api.json_codec import loads_exact
+from .validation import TRANSACTION_FIELDS
+
+BOM = b"\xef\xbb\xbf"
+SNIFF_BYTES = 8192
+# A CSV field or NDJSON line longer than this is not a transaction record; refusing it keeps a
+# hostile file (one endless line) from exhausting the worker's memory.
+MAX_LINE_BYTES = 1024 * 1024
+csv.field_size_limit(MAX_LINE_BYTES)
+
+
+class FileUnreadable(Exception):
+    """The file as a whole cannot be imported; the message says why, for the user."""
+
+
+@dataclass(slots=True)
+class FileRow:
+    line_number: int
+    raw: str
+    end_offset: int
+    end_line: int
+    values: dict | None = None
+    problem: str | None = None
+
+
+@dataclass(slots=True)
+class CsvLayout:
+    """Where each of the seven fields sits in the file's rows, from its header."""
+
+    columns: list[str]
+    header_end_offset: int
+    header_end_line: int
+
+
+def sniff(file: BinaryIO) -> None:
+    """Refuse a file that is empty or not text at all, before any row is read."""
+    file.seek(0)
+    head = file.read(SNIFF_BYTES)
+    if not head.strip(BOM + b" \t\r\n"):
+        raise FileUnreadable("The file is empty.")
+    if b"\x00" in head:
+        raise FileUnreadable("The file is not a text file (it contains binary data).")
+
+
+class _LineSource:
+    """Physical lines of the file from an offset, decoded as UTF-8, with position tracking."""
+
+    def __init__(self, file: BinaryIO, *, offset: int, line_number: int):
+        file.seek(offset)
+        self.file = file
+        self.offset = offset
+        self.line_number = line_number
+        self.undecodable = False
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            line = self.file.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                return
+            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                # Skip the rest of an over-long line so the next row starts cleanly.
+                while (more := self.file.readline(MAX_LINE_BYTES)) and not more.endswith(b"\n"):
+                    line = line[:MAX_LINE_BYTES] + b"..."
+                    self.offset += len(more)
+                self.offset += len(more)
+            if self.offset == 0 and line.startswith(BOM):
+                self.offset += len(BOM)
+                line = line[len(BOM):]
+            self.offset += len(line)
+            self.line_number += 1
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                self.undecodable = True
+                text = line.decode("utf-8", errors="replace")
+            yield text
+
+
+def read_csv_layout(file: BinaryIO) -> CsvLayout:
+    """Read the header row; every one of the seven field names must be there."""
+    source = _LineSource(file, offset=0, line_number=0)
+    reader = csv.reader(iter(source))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise FileUnreadable("The file is empty.") from None
+    except csv.Error as exc:
+        raise FileUnreadable(f"The header row cannot be read as CSV: {exc}.") from None
+    if source.undecodable:
+        raise FileUnreadable("The file is not UTF-8 text (the header row cannot be decoded).")
+    columns = [name.strip().lower() for name in header]
+    missing = [field for field in TRANSACTION_FIELDS if field not in columns]
+    if missing:
+        raise FileUnreadable(
+            f"The header row is missing the column(s) {', '.join(missing)}; "
+            f"it must name all of {', '.join(TRANSACTION_FIELDS)}."
+        )
+    return CsvLayout(columns=columns, header_end_offset=source.offset, header_end_line=source.line_number)
+
+
+def csv_rows(file: BinaryIO, layout: CsvLayout, *, offset: int, line_number: int) -> Iterator[FileRow]:
+    """The data rows after `offset`; blank lines are not rows."""
+    offset = max(offset, layout.header_end_offset)
+    line_number = max(line_number, layout.header_end_line)
+    source = _LineSource(file, offset=offset, line_number=line_number)
+    lines = iter(source)
+    while True:
+        start_line = source.line_number + 1
+        source.undecodable = False
+        physical: list[str] = []
+
+        def remember(lines=lines, physical=physical):
+            for text in lines:
+                physical.append(text)
+                yield text
+
+        reader = csv.reader(remember())
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield FileRow(start_line, "".join(physical), source.offset, source.line_number,
+                          problem=f"The row cannot be read as CSV: {exc}.")
+            continue
+        raw = "".join(physical).rstrip("\r\n")
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue
+        row = FileRow(start_line, raw, source.offset, source.line_number)
+        if source.undecodable:
+            row.problem = "The row is not valid UTF-8 text."
+        elif len(fields) != len(layout.columns):
+            row.problem = f"Expected {len(layout.columns)} fields as in the header, found {len(fields)}."
+        else:
+            row.values = dict(zip(layout.columns, fields))
+        yield row
+
+
+def ndjson_rows(file: BinaryIO, *, offset: int, line_number: int) -> Iterator[FileRow]:
+    """One JSON object a line; blank lines are not rows."""
+    source = _LineSource(file, offset=offset, line_number=line_number)
+    for text in source:
+        raw = text.rstrip("\r\n")
+        if not raw.strip():
+            source.undecodable = False
+            continue
+        row = FileRow(source.line_number, raw, source.offset, source.line_number)
+        if source.undecodable:
+            row.problem = "The line is not valid UTF-8 text."
+            source.undecodable = False
+        else:
+            try:
+                row.values = loads_exact(raw)
+            except (ValueError, RecursionError) as exc:
+                row.problem = f"The line is not valid JSON: {exc}."
+        yield row
