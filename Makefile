@@ -53,7 +53,11 @@ demo: venv .secret_key
 serve: venv .secret_key
 	SECRET_KEY=$$(cat .secret_key) $(BIN)/python manage.py collectstatic --noinput -v0
 	@echo "Serving on http://$(HOST):$(PORT)/ (API docs at http://$(HOST):$(PORT)/api/docs/)"
-	SECRET_KEY=$$(cat .secret_key) $(BIN)/gunicorn cdp_site.wsgi --bind $(HOST):$(PORT) --workers 2 --access-logfile -
+	@# One import worker runs beside the web server and stops with it (Ctrl+C stops both).
+	export SECRET_KEY=$$(cat .secret_key); \
+	$(BIN)/python manage.py import_worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/gunicorn cdp_site.wsgi --bind $(HOST):$(PORT) --workers 2 --access-logfile -
 
 test: venv test-sqlite test-mysql test-postgres
 
@@ -67,8 +71,16 @@ test-mysql: venv
 test-postgres: venv
 	DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest -q
 
+# The benchmark loads BENCH_ROWS generated transactions into its own database (kept between
+# runs) and measures every endpoint over HTTP against gunicorn. See docs/PERFORMANCE.md.
+BENCH_DATABASE_URL ?= mysql://root@127.0.0.1:3306/cdp_bench
+BENCH_ROWS ?= 1000000
 bench: venv
-	$(BIN)/python bench/run.py
+	@case "$(BENCH_DATABASE_URL)" in mysql://*) \
+		$(BIN)/python -c 'import MySQLdb, dj_database_url as d; c = d.parse("$(BENCH_DATABASE_URL)"); \
+			MySQLdb.connect(host=c["HOST"], port=int(c["PORT"] or 3306), user=c["USER"], passwd=c["PASSWORD"] or "") \
+			.cursor().execute("CREATE DATABASE IF NOT EXISTS `%s` CHARACTER SET utf8mb4" % c["NAME"])';; esac
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python bench/run.py --rows $(BENCH_ROWS) --customers $$(( $(BENCH_ROWS) / 10 ))
 
 clean:
 	rm -rf $(VENV) staticfiles .test-db-*.sqlite3*

@@ -208,6 +208,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "IngestStatusEnum": "transactions.api.serializers.INGEST_STATUS_CHOICES",
+        "ImportStatusEnum": "transactions.models.ImportJob.Status",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "transactions.api.schema.use_contract_paths",
+    ],
 }
 
 CACHES = {

@@ -9,7 +9,10 @@ the rows it stores, so the all-time reports read a few thousand summary rows, no
 import datetime
 from decimal import Decimal
 
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage
 from django.db import models
+from django.utils.functional import cached_property
 
 from . import validation
 
@@ -120,12 +123,27 @@ class CustomerPincodeTotal(models.Model):
         return f"{self.customer_id} in {self.pincode}, {self.state}: {self.total_amount}"
 
 
-def _import_storage():
-    # Uploads live in their own folder, outside anything served as static or media files.
-    from django.conf import settings
-    from django.core.files.storage import FileSystemStorage
+class _ImportFileStorage(FileSystemStorage):
+    """Uploads live in their own folder, outside anything served as static or media files.
 
-    return FileSystemStorage(location=settings.CDP_IMPORT_DIR)
+    The folder is read from ``settings.CDP_IMPORT_DIR`` when first used and again whenever that
+    setting changes: the field builds its storage once, at import time, so a location fixed
+    then would ignore ``override_settings`` and tests would write into the project's folder.
+    """
+
+    @cached_property
+    def base_location(self):
+        return settings.CDP_IMPORT_DIR
+
+    def _clear_cached_properties(self, setting, **kwargs):
+        super()._clear_cached_properties(setting, **kwargs)
+        if setting == "CDP_IMPORT_DIR":
+            self.__dict__.pop("base_location", None)
+            self.__dict__.pop("location", None)
+
+
+def _import_storage():
+    return _ImportFileStorage()
 
 
 class ImportJob(models.Model):

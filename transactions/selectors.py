@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import DecimalField, F, Max, Min, OuterRef, QuerySet, Subquery, Sum, Window
 from django.db.models.functions import Round, RowNumber
 
+from .db_values import datetime_adapter
 from .models import Customer, CustomerPincodeTotal, ImportJob, Transaction
 from .validation import state_key_for
 
@@ -51,11 +52,15 @@ def _rows_with_keys(model, field_names: tuple[str, ...], keys: Collection[tuple]
     quote = connection.ops.quote_name
     fields = [model._meta.get_field(name) for name in field_names]
     columns = ", ".join(quote(field.column) for field in fields)
+    adapt_datetime = datetime_adapter()
+    preparers = [
+        adapt_datetime if field.get_internal_type() == "DateTimeField" else (lambda value: value) for field in fields
+    ]
     key_iter = iter(keys)
     while chunk := list(islice(key_iter, KEYS_PER_QUERY)):
         params: list[object] = []
         for key in chunk:
-            params += [field.get_db_prep_value(value, connection) for field, value in zip(fields, key)]
+            params += [prepare(value) for prepare, value in zip(preparers, key)]
         row_placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
         placeholders = ", ".join([row_placeholder] * len(chunk))
         yield from model.objects.raw(

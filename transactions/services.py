@@ -20,6 +20,7 @@ from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from . import selectors
+from .db_values import datetime_adapter
 from .models import Customer, CustomerPincodeTotal, ImportJob, RejectedRow, Transaction
 from . import import_files
 from .validation import RecordInvalid, TransactionRecord, parse_transaction_record
@@ -330,7 +331,7 @@ def _insert_rows(
     ) or ""
     if increment_fields:
         suffix = _as_increments(suffix, model, increment_fields)
-    adapt_datetime = connection.ops.adapt_datetimefield_value
+    adapt_datetime = datetime_adapter()
     with connection.cursor() as cursor:
         for start in range(0, len(rows), BULK_BATCH_SIZE):
             chunk = rows[start : start + BULK_BATCH_SIZE]
@@ -430,7 +431,10 @@ def _import_chunk(*, job_id: int, runner: str, chunk: list) -> None:
                 continue
             except RecordInvalid as exc:
                 row.problem = rejection_reason(exc.errors)
-        rejected.append(RejectedRow(job_id=job_id, line_number=row.line_number, raw=row.raw, reason=row.problem))
+        # PostgreSQL text cannot hold NUL; a binary byte past the sniffed head would otherwise
+        # fail the chunk and leave the job running for ever. Shown as undecodable bytes are.
+        raw = row.raw.replace("\x00", "\ufffd")
+        rejected.append(RejectedRow(job_id=job_id, line_number=row.line_number, raw=raw, reason=row.problem))
     last = chunk[-1]
 
     def save_progress(outcomes: list[IngestOutcome]) -> None:

@@ -1,0 +1,109 @@
+"""Import benchmark: a generated CSV through the real upload path and a real worker process.
+
+    .venv/bin/python bench/imports.py --rows 1000000        (MariaDB at 127.0.0.1:3306, root)
+
+Creates a fresh database `cdp_bench_import`, queues the import of the file as the API does,
+runs `manage.py import_worker --batch` as a child process and reports its wall time, rows/s and
+peak RSS. As the reference it then times MariaDB's own `LOAD DATA LOCAL INFILE` of the same file
+into a table with the same columns and indexes, and prints the ratio of the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--server", default="mysql://root@127.0.0.1:3306", help="MariaDB/MySQL server URL.")
+    parser.add_argument("--database", default="cdp_bench_import")
+    args = parser.parse_args()
+
+    OUT.mkdir(exist_ok=True)
+    csv_path = OUT / f"import-{args.rows}.csv"
+    if not csv_path.exists():
+        print(f"generating {csv_path.name} ...", flush=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "generate_transactions", "--rows", str(args.rows),
+             "--customers", str(max(1, args.rows // 10)), "--output", str(csv_path)],
+            cwd=ROOT, check=True,
+        )
+    database_url = f"{args.server}/{args.database}"
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "cdp_site.settings"
+    os.environ.setdefault("CDP_IMPORT_DIR", str(OUT / "uploads"))
+    sys.path.insert(0, str(ROOT))
+
+    import MySQLdb
+
+    import dj_database_url
+
+    server = dj_database_url.parse(database_url)
+    admin = MySQLdb.connect(host=server["HOST"], port=int(server["PORT"] or 3306), user=server["USER"],
+                            passwd=server["PASSWORD"] or "", local_infile=1)
+    cursor = admin.cursor()
+    cursor.execute(f"DROP DATABASE IF EXISTS `{args.database}`")
+    cursor.execute(f"CREATE DATABASE `{args.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.core.files import File
+    from django.core.management import call_command
+    from django.db import connection
+
+    from transactions import services
+    from transactions.models import ImportJob, Transaction
+
+    call_command("migrate", verbosity=0)
+    owner = User.objects.create_user("bench-import")
+    with open(csv_path, "rb") as upload:
+        job = services.start_import(owner=owner, uploaded_file=File(upload, name=csv_path.name), file_format="csv")
+    connection.close()
+
+    print(f"importing {args.rows} rows with one worker process ...", flush=True)
+    started = time.perf_counter()
+    worker = subprocess.Popen([sys.executable, "manage.py", "import_worker", "--batch", "-v0"], cwd=ROOT)
+    _, status, usage = os.wait4(worker.pid, 0)
+    elapsed = time.perf_counter() - started
+    job.refresh_from_db()
+    peak_rss_mb = usage.ru_maxrss / 1024
+    print(f"import: status {job.status} {job.error}".rstrip())
+    print(f"import: {job.rows_processed} rows in {elapsed:.1f} s = {job.rows_processed / elapsed:,.0f} rows/s; "
+          f"created {job.created}, duplicates {job.duplicates}, conflicts {job.conflicts}, rejected {job.rejected}; "
+          f"worker peak RSS {peak_rss_mb:.0f} MB")
+    assert job.created + job.duplicates + job.conflicts + job.rejected == job.rows_processed
+    assert Transaction.objects.count() == job.created
+
+    # The reference: the server's own bulk loader, same columns and indexes, no validation.
+    cursor.execute(f"USE `{args.database}`")
+    cursor.execute("DROP TABLE IF EXISTS load_data_reference")
+    cursor.execute("CREATE TABLE load_data_reference LIKE transactions_transaction")
+    started = time.perf_counter()
+    cursor.execute(
+        f"LOAD DATA LOCAL INFILE '{csv_path}' IGNORE INTO TABLE load_data_reference "
+        "CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' IGNORE 1 LINES "
+        "(customer_id, name, transaction_amount, mob_no, @moment, pincode, state) "
+        "SET transaction_datetime = STR_TO_DATE(@moment, '%Y-%m-%dT%H:%i:%sZ'), "
+        "state_key = LOWER(state), created_at = UTC_TIMESTAMP(6)"
+    )
+    admin.commit()
+    reference = time.perf_counter() - started
+    cursor.execute("SELECT COUNT(*) FROM load_data_reference")
+    (loaded,) = cursor.fetchone()
+    print(f"LOAD DATA LOCAL INFILE: {loaded} rows in {reference:.1f} s = {args.rows / reference:,.0f} rows/s")
+    print(f"ratio: the import takes {elapsed / reference:.1f}x the time of LOAD DATA")
+
+
+if __name__ == "__main__":
+    main()
