@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "simple_history",
     "django_tasks",
     "django_tasks_db",
     "transactions",
@@ -66,6 +67,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
 ]
 
 ROOT_URLCONF = "cdp_site.urls"
@@ -140,7 +142,9 @@ WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
 # Before the first collectstatic there is no STATIC_ROOT; the finders serve everything then.
 warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # JSON bodies of the API: a batch of 10,000 records fits in 10 MB.
 CDP_MAX_JSON_BODY_BYTES = int(os.environ.get("CDP_MAX_JSON_BODY_BYTES", str(10 * 1024 * 1024)))

@@ -1,3 +1,254 @@
-from django.contrib import admin
+"""The operators' admin: find and correct customers and transactions, with an audit trail.
 
-# Register your models here.
+Every save and delete goes through the correction services, which keep the report totals in
+step in the same database transaction; django-simple-history records who changed what.
+"""
+
+from __future__ import annotations
+
+import csv
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
+from django.utils.functional import cached_property
+from simple_history.admin import SimpleHistoryAdmin
+
+from . import services, validation
+from .models import Customer, ImportJob, Transaction
+from .privacy import mob_no_for
+
+# Counting a million rows on every list page costs more than the page itself; past this many
+# matches the paginator stops counting and offers this many rows' worth of pages.
+COUNT_LIMIT = 10_000
+
+
+class CappedCountPaginator(Paginator):
+    @cached_property
+    def count(self):
+        return self.object_list[: COUNT_LIMIT + 1].count()
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+class TransactionForm(forms.ModelForm):
+    """The admin form, validated by the same rules as the API (transactions.validation)."""
+
+    transaction_amount = forms.CharField(help_text="Greater than 0, at most 2 decimal places.")
+    transaction_datetime = forms.CharField(
+        help_text="ISO 8601, e.g. 2024-09-24T15:30:00 (UTC) or 2024-09-24T21:00:00+05:30."
+    )
+
+    class Meta:
+        model = Transaction
+        fields = ["customer", "name", "mob_no", "transaction_amount", "transaction_datetime", "pincode", "state"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.is_bound:
+            self.initial["transaction_datetime"] = self.instance.transaction_datetime.isoformat()
+
+    def _apply(self, cleaner, field):
+        try:
+            return cleaner(self.cleaned_data[field])
+        except ValidationError as exc:
+            raise ValidationError(exc.messages) from None
+
+    def clean_name(self):
+        return self._apply(validation.clean_name, "name")
+
+    def clean_mob_no(self):
+        return self._apply(validation.clean_mob_no, "mob_no")
+
+    def clean_transaction_amount(self):
+        return self._apply(validation.clean_transaction_amount, "transaction_amount")
+
+    def clean_transaction_datetime(self):
+        return self._apply(validation.clean_datetime, "transaction_datetime")
+
+    def clean_pincode(self):
+        return self._apply(validation.clean_pincode, "pincode")
+
+    def clean_state(self):
+        return self._apply(validation.clean_state, "state")
+
+    def clean(self):
+        cleaned = super().clean()
+        customer, moment = cleaned.get("customer"), cleaned.get("transaction_datetime")
+        if customer and moment:
+            taken = Transaction.objects.filter(customer=customer, transaction_datetime=moment).exclude(
+                pk=self.instance.pk
+            )
+            if taken.exists():
+                raise ValidationError(
+                    {"transaction_datetime": "This customer already has another transaction at this date and time."}
+                )
+        return cleaned
+
+    def validate_unique(self):
+        # clean() gives the readable message for the one constraint; the database still enforces it.
+        pass
+
+
+class CustomerForm(forms.ModelForm):
+    class Meta:
+        model = Customer
+        fields = ["name", "mob_no"]
+
+    def clean_name(self):
+        return validation.clean_name(self.cleaned_data["name"])
+
+    def clean_mob_no(self):
+        return validation.clean_mob_no(self.cleaned_data["mob_no"])
+
+
+def masked_mobile_number_column(request):
+    """A list column showing the mobile number as the requesting user may see it."""
+
+    @admin.display(description="mobile number")
+    def mobile_number(row):
+        return mob_no_for(request.user, row.mob_no)
+
+    return mobile_number
+
+
+class StateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        # The summary table has a row per customer and pincode, far fewer than transactions.
+        from .models import CustomerPincodeTotal
+
+        states = CustomerPincodeTotal.objects.values_list("state_key", "state").order_by("state_key").distinct()
+        seen = {}
+        for key, label in states:
+            seen.setdefault(key, label)
+        return list(seen.items())
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(state_key=self.value())
+        return queryset
+
+
+class PincodeFilter(admin.SimpleListFilter):
+    """Pincodes of the chosen state only: a whole country's would be a list of thousands."""
+
+    title = "pincode (choose a state first)"
+    parameter_name = "pincode"
+
+    def lookups(self, request, model_admin):
+        from .models import CustomerPincodeTotal
+
+        state = request.GET.get("state")
+        if not state:
+            return []
+        pincodes = CustomerPincodeTotal.objects.filter(state_key=state).values_list("pincode", flat=True)
+        return [(code, code) for code in sorted(set(pincodes))]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(pincode=self.value())
+        return queryset
+
+
+@admin.register(Transaction)
+class TransactionAdmin(SimpleHistoryAdmin):
+    form = TransactionForm
+    list_display = ["id", "customer_link", "transaction_amount", "transaction_datetime", "pincode", "state"]
+    list_select_related = ["customer"]
+    list_filter = [StateFilter, PincodeFilter]
+    date_hierarchy = "transaction_datetime"
+    search_fields = ["=customer__customer_id", "customer__name", "=mob_no"]
+    autocomplete_fields = ["customer"]
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    ordering = ["-transaction_datetime"]
+    actions = ["export_as_csv"]
+    history_list_display = ["transaction_amount", "transaction_datetime", "pincode", "state"]
+
+    @admin.display(description="customer", ordering="customer_id")
+    def customer_link(self, row):
+        return f"{row.customer.name} ({row.customer_id})"
+
+    def get_list_display(self, request):
+        return [*self.list_display, masked_mobile_number_column(request)]
+
+    def save_model(self, request, obj, form, change):
+        previous = form.initial.get("customer") if change else None
+        try:
+            services.save_corrected_transaction(row=obj, previous_customer_id=previous, changed_by=request.user)
+        except services.TransactionKeyTaken:
+            # Only reached by a race with another edit; the form check catches the usual case.
+            messages.error(request, "Not saved: this customer already has a transaction at that time.")
+
+    def delete_model(self, request, obj):
+        services.delete_transactions(rows=[obj], changed_by=request.user)
+
+    def delete_queryset(self, request, queryset):
+        services.delete_transactions(rows=queryset, changed_by=request.user)
+
+    @admin.action(description="Export the selected transactions as CSV")
+    def export_as_csv(self, request, queryset):
+        writer = csv.writer(_Echo(), lineterminator="\n")
+        columns = ["id", "customer_id", "name", "mob_no", "transaction_amount", "transaction_datetime", "pincode", "state"]
+
+        def lines():
+            yield writer.writerow(columns)
+            for row in queryset.order_by("pk").values_list(*columns).iterator(chunk_size=2000):
+                row = list(row)
+                row[3] = mob_no_for(request.user, row[3])
+                row[5] = row[5].isoformat()
+                yield writer.writerow(row)
+
+        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="transactions.csv"'
+        return response
+
+
+@admin.register(Customer)
+class CustomerAdmin(SimpleHistoryAdmin):
+    form = CustomerForm
+    list_display = ["customer_id", "name", "total_amount", "transaction_count", "details_as_of"]
+    search_fields = ["=customer_id", "name", "=mob_no"]
+    readonly_fields = ["customer_id", "total_amount", "transaction_count", "details_as_of"]
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    ordering = ["customer_id"]
+    actions = ["recompute_totals"]
+
+    def get_list_display(self, request):
+        return [*self.list_display, masked_mobile_number_column(request)]
+
+    def has_add_permission(self, request):
+        return False  # customers come into being with their first transaction
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # their transactions are deleted instead; the customer row keeps the history
+
+    def save_model(self, request, obj, form, change):
+        services.save_corrected_customer(customer=obj, changed_by=request.user)
+
+    @admin.action(description="Recompute the totals of the selected customers")
+    def recompute_totals(self, request, queryset):
+        customer_ids = list(queryset.values_list("pk", flat=True))
+        services.recompute_customer_totals(customer_ids=customer_ids)
+        self.message_user(request, f"Recomputed the totals of {len(customer_ids)} customer(s).")
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "original_name", "owner", "status", "rows_processed", "created", "duplicates",
+                    "conflicts", "rejected", "created_at"]
+    list_filter = ["status"]
+    list_select_related = ["owner"]
+    readonly_fields = [field.name for field in ImportJob._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

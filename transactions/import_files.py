@@ -74,11 +74,14 @@ class _LineSource:
             if not line:
                 return
             if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-                # Skip the rest of an over-long line so the next row starts cleanly.
-                while (more := self.file.readline(MAX_LINE_BYTES)) and not more.endswith(b"\n"):
-                    line = line[:MAX_LINE_BYTES] + b"..."
+                # Skip the rest of an over-long line so the next row starts cleanly. The offset
+                # counts the bytes read, not the shortened line: it is where a resumed run starts.
+                self.offset += len(line) - len(line[:MAX_LINE_BYTES] + b"...")
+                line = line[:MAX_LINE_BYTES] + b"..."
+                while more := self.file.readline(MAX_LINE_BYTES):
                     self.offset += len(more)
-                self.offset += len(more)
+                    if more.endswith(b"\n"):
+                        break
             if self.offset == 0 and line.startswith(BOM):
                 self.offset += len(BOM)
                 line = line[len(BOM):]

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.utils.functional import cached_property
+from simple_history.models import HistoricalRecords
 
 from . import validation
 
@@ -32,8 +33,11 @@ class Customer(models.Model):
     )
     total_amount = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("0"))
     transaction_count = models.PositiveIntegerField(default=0)
+    # Operators' corrections; the running totals are derived data and not worth a history row.
+    history = HistoricalRecords(excluded_fields=["total_amount", "transaction_count", "details_as_of"])
 
     class Meta:
+        permissions = [("view_pii", "Can see customers' full mobile numbers")]
         indexes = [
             # The all-time range report: WHERE total BETWEEN .. ORDER BY total DESC, id.
             # Descending so that ORDER BY total DESC, customer_id ASC reads the index in order.
@@ -58,6 +62,7 @@ class Transaction(models.Model):
         help_text="The state case-folded, for case-insensitive matching.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
 
     class Meta:
         constraints = [

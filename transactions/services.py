@@ -23,7 +23,7 @@ from . import selectors
 from .db_values import datetime_adapter
 from .models import Customer, CustomerPincodeTotal, ImportJob, RejectedRow, Transaction
 from . import import_files
-from .validation import RecordInvalid, TransactionRecord, parse_transaction_record
+from .validation import RecordInvalid, TransactionRecord, parse_transaction_record, state_key_for
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ def _ingest_with_customers_locked(records: Sequence[TransactionRecord]) -> list[
             state=record.state,
             state_key=record.state_key,
         )
+        row.skip_history_when_saving = True  # the history records operators' corrections, not ingests
         row.save(force_insert=True)
         [created_index] = [i for i, outcome in enumerate(outcomes) if outcome.status == "created"]
         outcomes[created_index] = IngestOutcome(index=created_index, status="created", transaction=row)
@@ -256,18 +257,99 @@ def _add_to_totals(
 def recompute_customer_totals(*, customer_ids: Iterable[int]) -> None:
     """Rebuild the running totals of some customers from their stored transactions.
 
-    For corrections made outside ``ingest_transactions`` (the admin, a data fix).
+    For corrections made outside ``ingest_transactions`` (the admin, a data fix). The name and
+    mobile number stay as they are: they may be an operator's correction.
     """
     customer_ids = sorted(set(customer_ids))
     with transaction.atomic():
         customers = _locked_customer_states(customer_ids)
+        kept_details = {c.customer_id: (c.name, c.mob_no) for c in customers.values()}
         for customer in customers.values():
             customer.total_amount = Decimal("0")
             customer.transaction_count = 0
         CustomerPincodeTotal.objects.filter(customer_id__in=customer_ids).delete()
         rows = Transaction.objects.filter(customer_id__in=customer_ids).order_by("customer_id", "transaction_datetime")
         _add_to_totals(customers=customers, new_rows=rows.iterator(chunk_size=BULK_BATCH_SIZE))
-        _write_customers(c for c in customers.values() if c.transaction_count == 0)
+        for customer in customers.values():
+            customer.name, customer.mob_no = kept_details[customer.customer_id]
+        _write_customers(customers.values())
+
+
+class TransactionKeyTaken(Exception):
+    """A correction would give a transaction the key of another one of the same customer."""
+
+
+def save_corrected_transaction(*, row: Transaction, previous_customer_id: int | None, changed_by=None) -> None:
+    """Store an operator's correction of a transaction (or its restoration from history).
+
+    The totals of the customers before and after are rebuilt in the same database transaction,
+    so every report reflects the correction as soon as it is committed.
+    """
+    row.state_key = state_key_for(row.state)
+    if changed_by is not None:
+        row._history_user = changed_by
+    with transaction.atomic():
+        collides = Transaction.objects.filter(
+            customer_id=row.customer_id, transaction_datetime=row.transaction_datetime
+        ).exclude(pk=row.pk)
+        if collides.exists():
+            raise TransactionKeyTaken()
+        row.save()
+        recompute_customer_totals(customer_ids={row.customer_id, previous_customer_id or row.customer_id})
+
+
+def delete_transactions(*, rows: Iterable[Transaction], changed_by=None) -> None:
+    """Delete transactions (each recorded in the history) and rebuild their customers' totals."""
+    with transaction.atomic():
+        customer_ids = set()
+        for row in rows:
+            if changed_by is not None:
+                row._history_user = changed_by
+            customer_ids.add(row.customer_id)
+            row.delete()
+        recompute_customer_totals(customer_ids=customer_ids)
+
+
+def save_corrected_customer(*, customer: Customer, changed_by=None) -> None:
+    """Store an operator's correction of a customer's name or mobile number."""
+    if changed_by is not None:
+        customer._history_user = changed_by
+    customer.save(update_fields=["name", "mob_no"])
+
+
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    # Browser users: run the reports and upload files (an upload ingests transactions).
+    "analyst": ("view_transaction", "view_customer", "add_transaction"),
+    # Analysts who also correct data in the admin and see full mobile numbers.
+    "operator": (
+        "view_transaction", "view_customer", "add_transaction", "change_transaction", "delete_transaction",
+        "change_customer", "view_pii", "view_historicaltransaction", "view_historicalcustomer",
+    ),
+    # Machines: ingest and query through the API.
+    "api-client": ("add_transaction", "view_transaction"),
+}
+
+
+def ensure_roles() -> None:
+    """Create (or bring up to date) the groups behind the three roles."""
+    from django.contrib.auth.models import Group, Permission
+
+    for role, codenames in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        group.permissions.set(Permission.objects.filter(content_type__app_label="transactions", codename__in=codenames))
+
+
+def assign_role(*, user, role: str) -> None:
+    """Put a user in a role; operators also get staff status, which the admin requires."""
+    from django.contrib.auth.models import Group
+
+    if role not in ROLE_PERMISSIONS:
+        raise ValueError(f"Unknown role {role!r}; the roles are {', '.join(ROLE_PERMISSIONS)}.")
+    ensure_roles()
+    user.groups.add(Group.objects.get(name=role))
+    if role == "operator" and not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
 
 
 def _as_increments(suffix: str, model, increment_fields: Sequence[str]) -> str:

@@ -13,6 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from transactions import validation
+from transactions.privacy import mob_no_for
 
 MAX_AMOUNT_BOUND = Decimal("999999999999999999.99")  # the largest total a customer can hold
 
@@ -110,14 +111,19 @@ class TransactionRecordSerializer(serializers.Serializer):
 
 
 class StoredTransactionSerializer(serializers.Serializer):
+    """A stored transaction; the mobile number is masked unless the user may see PII."""
+
     id = serializers.IntegerField()
     customer_id = serializers.IntegerField()
     name = serializers.CharField()
     transaction_amount = serializers.DecimalField(max_digits=14, decimal_places=2, coerce_to_string=False)
-    mob_no = serializers.CharField()
+    mob_no = serializers.SerializerMethodField()
     transaction_datetime = UtcDateTimeField()
     pincode = serializers.CharField()
     state = serializers.CharField()
+
+    def get_mob_no(self, row) -> str:
+        return mob_no_for(self.context["request"].user, row.mob_no)
 
 
 class _WindowSerializer(serializers.Serializer):

@@ -88,7 +88,7 @@ class IngestTransactionsView(APIView):
         if outcome.status == "created":
             answer["id"] = outcome.transaction.pk
         elif outcome.status == "conflict":
-            answer["existing"] = StoredTransactionSerializer(outcome.transaction).data
+            answer["existing"] = StoredTransactionSerializer(outcome.transaction, context={"request": request}).data
         return Response(answer, status=INGEST_STATUS_CODES[outcome.status])
 
     def _ingest_batch(self, body: list) -> Response:

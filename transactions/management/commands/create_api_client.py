@@ -1,12 +1,12 @@
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
-API_CLIENT_PERMISSIONS = ("add_transaction", "view_transaction")
+from transactions import services
 
 
 class Command(BaseCommand):
-    help = "Create (or update) a user that may ingest and query transactions, and print its API token."
+    help = "Create (or update) a user in the api-client role (ingest and query) and print its API token."
 
     def add_arguments(self, parser):
         parser.add_argument("username")
@@ -20,9 +20,11 @@ class Command(BaseCommand):
         elif created:
             user.set_unusable_password()
         user.save()
-        user.user_permissions.add(
-            *Permission.objects.filter(content_type__app_label="transactions", codename__in=API_CLIENT_PERMISSIONS)
-        )
+        services.assign_role(user=user, role="api-client")
+        if demo:
+            # The demo login can try everything: the dashboard, the API and the admin.
+            for role in ("analyst", "operator"):
+                services.assign_role(user=user, role=role)
         token, _ = Token.objects.get_or_create(user=user)
         if demo:
             self.stdout.write(
