@@ -57,9 +57,12 @@ serve: venv .secret_key
 	export SECRET_KEY=$$(cat .secret_key); \
 	$(BIN)/python manage.py import_worker & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/gunicorn cdp_site.wsgi --bind $(HOST):$(PORT) --workers 2 --access-logfile -
+	GUNICORN_BIND=$(HOST):$(PORT) GUNICORN_WORKERS=2 $(BIN)/gunicorn -c gunicorn.conf.py cdp_site.wsgi
 
 test: venv test-sqlite test-mysql test-postgres
+
+# The per-request log lines would drown the test output.
+test-sqlite test-mysql test-postgres: export CDP_REQUEST_LOG = off
 
 test-sqlite: venv
 	$(BIN)/python manage.py test --noinput -v1

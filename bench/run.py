@@ -80,7 +80,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "cdp_site.wsgi", "--bind", f"127.0.0.1:{port}",
              "--workers", str(workers), "--log-level", "warning"],
-            cwd=ROOT, env=env,
+            cwd=ROOT, env=env, stderr=open(ROOT / "bench" / "out" / "gunicorn.log", "w"),
         )
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -180,6 +180,7 @@ def report_workloads(args) -> list[tuple[str, str, dict]]:
 
 
 def main() -> None:
+    (ROOT / "bench" / "out").mkdir(exist_ok=True)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--customers", type=int, default=100_000)

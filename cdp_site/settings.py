@@ -58,6 +58,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "cdp_site.request_logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -232,7 +233,37 @@ CACHES = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"json": {"()": "cdp_site.request_logging.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    "loggers": {
+        # One line per request; CDP_REQUEST_LOG=off silences it (the test runs do).
+        "cdp.requests": {"level": "INFO" if env_bool("CDP_REQUEST_LOG", True) else "WARNING"},
+        # 4xx answers are part of the contract, not warnings worth a second line.
+        "django.request": {"level": "ERROR"},
+    },
 }
+
+# Password guessing: after this many failed logins for a username or from an address within
+# the window, logins are refused until the window has passed.
+AUTHENTICATION_BACKENDS = ["cdp_site.login_throttle.ThrottledModelBackend"]
+CDP_LOGIN_FAILURE_LIMIT = int(os.environ.get("CDP_LOGIN_FAILURE_LIMIT", "5"))
+CDP_LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("CDP_LOGIN_FAILURE_WINDOW_SECONDS", "900"))
+
+# Production hardening. CDP_HTTPS=1 for a deployment behind TLS: secure cookies, redirect to
+# HTTPS, trust the proxy's X-Forwarded-Proto; HSTS only when CDP_HSTS_SECONDS is set as well.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+CDP_HTTPS = env_bool("CDP_HTTPS", False)
+SESSION_COOKIE_SECURE = CDP_HTTPS
+CSRF_COOKIE_SECURE = CDP_HTTPS
+SECURE_SSL_REDIRECT = CDP_HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^api/health/?$"]  # the load balancer's probe speaks plain HTTP
+if CDP_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = int(os.environ.get("CDP_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("CDP_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
+SECURE_HSTS_PRELOAD = env_bool("CDP_HSTS_PRELOAD", SECURE_HSTS_SECONDS > 0)
