@@ -31,10 +31,15 @@ class Customer(models.Model):
     details_as_of = models.DateTimeField(
         help_text="Datetime of the transaction the name and mobile number were taken from."
     )
+    details_corrected_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an operator last corrected the name or mobile number."
+    )
     total_amount = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("0"))
     transaction_count = models.PositiveIntegerField(default=0)
     # Operators' corrections; the running totals are derived data and not worth a history row.
-    history = HistoricalRecords(excluded_fields=["total_amount", "transaction_count", "details_as_of"])
+    history = HistoricalRecords(
+        excluded_fields=["total_amount", "transaction_count", "details_as_of", "details_corrected_at"]
+    )
 
     class Meta:
         permissions = [("view_pii", "Can see customers' full mobile numbers")]

@@ -258,20 +258,24 @@ def recompute_customer_totals(*, customer_ids: Iterable[int]) -> None:
     """Rebuild the running totals of some customers from their stored transactions.
 
     For corrections made outside ``ingest_transactions`` (the admin, a data fix). The name and
-    mobile number stay as they are: they may be an operator's correction.
+    mobile number become those of the newest remaining transaction, unless an operator has
+    corrected them.
     """
     customer_ids = sorted(set(customer_ids))
     with transaction.atomic():
         customers = _locked_customer_states(customer_ids)
-        kept_details = {c.customer_id: (c.name, c.mob_no) for c in customers.values()}
+        corrected = set(
+            Customer.objects.filter(pk__in=customer_ids, details_corrected_at__isnull=False).values_list("pk", flat=True)
+        )
+        kept_details = {c.customer_id: (c.name, c.mob_no) for c in customers.values() if c.customer_id in corrected}
         for customer in customers.values():
             customer.total_amount = Decimal("0")
             customer.transaction_count = 0
         CustomerPincodeTotal.objects.filter(customer_id__in=customer_ids).delete()
         rows = Transaction.objects.filter(customer_id__in=customer_ids).order_by("customer_id", "transaction_datetime")
         _add_to_totals(customers=customers, new_rows=rows.iterator(chunk_size=BULK_BATCH_SIZE))
-        for customer in customers.values():
-            customer.name, customer.mob_no = kept_details[customer.customer_id]
+        for customer_id, (name, mob_no) in kept_details.items():
+            customers[customer_id].name, customers[customer_id].mob_no = name, mob_no
         _write_customers(customers.values())
 
 
@@ -294,6 +298,8 @@ def save_corrected_transaction(*, row: Transaction, previous_customer_id: int | 
         ).exclude(pk=row.pk)
         if collides.exists():
             raise TransactionKeyTaken()
+        if row.pk is not None:
+            _record_values_before_correction(Transaction, pk=row.pk)
         row.save()
         recompute_customer_totals(customer_ids={row.customer_id, previous_customer_id or row.customer_id})
 
@@ -314,7 +320,36 @@ def save_corrected_customer(*, customer: Customer, changed_by=None) -> None:
     """Store an operator's correction of a customer's name or mobile number."""
     if changed_by is not None:
         customer._history_user = changed_by
-    customer.save(update_fields=["name", "mob_no"])
+    with transaction.atomic():
+        _record_values_before_correction(Customer, pk=customer.pk)
+        customer.details_corrected_at = timezone.now()
+        customer.save(update_fields=["name", "mob_no", "details_corrected_at"])
+
+
+def _record_values_before_correction(model, *, pk) -> None:
+    """Put a row's stored values in its history, unless its latest history entry holds them.
+
+    Ingest stores rows in bulk without history, and moves a customer's name and mobile number
+    on to those of a newer transaction; without this, a correction's history entry would hold
+    the new values only and the old ones would be lost from the audit trail.
+    """
+    history_model = model.history.model
+    stored = model.objects.filter(pk=pk).first()
+    if stored is None:
+        return  # a deleted row being restored: its history ends with the values it had
+    tracked = [field.attname for field in history_model.tracked_fields]
+    latest = history_model.objects.filter(**{model._meta.pk.attname: pk}).order_by("-history_date", "-history_id").first()
+    if latest is not None and all(getattr(latest, name) == getattr(stored, name) for name in tracked):
+        return
+    # Built by hand: the history manager's helpers would credit the operator (the request's
+    # user) with values that ingest stored.
+    history_model.objects.create(
+        history_date=(None if latest else getattr(stored, "created_at", None)) or timezone.now(),
+        history_user=None,
+        history_type="~" if latest else "+",
+        history_change_reason="As stored before an operator's correction",
+        **{name: getattr(stored, name) for name in tracked},
+    )
 
 
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {

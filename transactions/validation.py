@@ -126,6 +126,8 @@ def clean_mob_no(value: object) -> str:
         "(spaces, dashes and a leading + are allowed)."
     )
     if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise _invalid(message, "invalid")
         value = str(value)
     if not isinstance(value, str):
         raise _invalid(message, "invalid")
