@@ -14,7 +14,7 @@ from itertools import islice
 from typing import Literal
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.db.models.constants import OnConflict
 from django.utils import timezone
@@ -338,7 +338,9 @@ def _record_values_before_correction(model, *, pk) -> None:
     if stored is None:
         return  # a deleted row being restored: its history ends with the values it had
     tracked = [field.attname for field in history_model.tracked_fields]
-    latest = history_model.objects.filter(**{model._meta.pk.attname: pk}).order_by("-history_date", "-history_id").first()
+    latest = (
+        history_model.objects.filter(**{model._meta.pk.attname: pk}).order_by("-history_date", "-history_id").first()
+    )
     if latest is not None and all(getattr(latest, name) == getattr(stored, name) for name in tracked):
         return
     # Built by hand: the history manager's helpers would credit the operator (the request's
@@ -533,6 +535,19 @@ def run_import(*, job_id: int) -> None:
         return
     except OSError as exc:
         _finish_import(job_id=job.pk, runner=runner, error=f"The uploaded file cannot be read ({exc.strerror}).")
+        return
+    except DatabaseError:
+        # The database went away: the job stays running at its last committed chunk, and the
+        # next worker start resumes it once the database is back.
+        raise
+    except Exception:
+        # Anything else would fail again on every retry: say so rather than leave the job hanging.
+        logger.exception("import %s failed", job.pk)
+        _finish_import(
+            job_id=job.pk, runner=runner,
+            error="The import stopped on an internal error; the rows before it are stored. "
+                  "Please report the import id to the administrators.",
+        )
         return
     _finish_import(job_id=job.pk, runner=runner, error=None)
 

@@ -24,6 +24,18 @@ from .permissions import CanIngestTransactions
 RECENT_IMPORTS = 50
 
 
+# Written out because drf-spectacular renders a FileField as a URI unless requests and
+# responses get separate components; a multipart upload is a binary part.
+UPLOAD_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "format": {"type": "string", "enum": [choice for choice, _ in ImportJob.Format.choices]},
+    },
+    "required": ["file"],
+}
+
+
 class ImportUploadSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=True)
     format = serializers.ChoiceField(choices=ImportJob.Format.choices, required=False)
@@ -72,7 +84,7 @@ class ImportListView(APIView):
 
     @extend_schema(
         summary="Upload a CSV or NDJSON file of transactions; it is imported in the background",
-        request={"multipart/form-data": ImportUploadSerializer},
+        request={"multipart/form-data": UPLOAD_SCHEMA},
         responses={
             202: ImportJobSerializer,
             400: OpenApiResponse(description="No file, or a format that can't be told."),
@@ -85,6 +97,8 @@ class ImportListView(APIView):
             raise RequestBodyTooLarge(f"The file is larger than the limit of {settings.CDP_MAX_UPLOAD_BYTES} bytes.")
         upload = ImportUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
+        if upload.validated_data["file"].size > settings.CDP_MAX_UPLOAD_BYTES:  # sent without a length
+            raise RequestBodyTooLarge(f"The file is larger than the limit of {settings.CDP_MAX_UPLOAD_BYTES} bytes.")
         job = services.start_import(
             owner=request.user, uploaded_file=upload.validated_data["file"], file_format=upload.validated_data["format"]
         )
@@ -111,7 +125,9 @@ class ImportRejectedRowsView(APIView):
 
     @extend_schema(
         summary="Every rejected row of an import: line number, raw row and reason, as CSV",
-        responses={(200, "text/csv"): OpenApiResponse(description="CSV with line_number,raw,reason")},
+        responses={
+            (200, "text/csv"): OpenApiResponse({"type": "string"}, description="CSV with line_number,raw,reason")
+        },
     )
     def get(self, request, job_id: int):
         job = get_object_or_404(selectors.imports_visible_to(user=request.user), pk=job_id)

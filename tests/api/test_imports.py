@@ -1,0 +1,819 @@
+"""File imports over the API (/api/imports/): upload, background processing, counts, rejected
+rows, whole-file failures, resuming an interrupted import, access rules and pruning.
+
+The import runs inside the test: the upload enqueues it with ``transaction.on_commit``, which
+``captureOnCommitCallbacks(execute=True)`` fires, and the immediate task backend runs it there
+and then. The real worker process is exercised in ``tests/test_import_worker.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from unittest import mock
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.test import TestCase, override_settings
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+from rest_framework.test import APIClient
+
+from tests.support import ApiClientMixin, make_user, record, token_client
+from transactions import services, tasks
+from transactions.generation import generate_records
+from transactions.models import Customer, ImportJob, RejectedRow, Transaction
+from transactions.validation import TRANSACTION_FIELDS, RecordInvalid, parse_transaction_record
+
+IMPORTS_URL = "/api/imports/"
+IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend", "QUEUES": ["default"]}}
+DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+COUNT_FIELDS = ("rows_processed", "created", "duplicates", "conflicts", "rejected")
+NO_ROWS = dict.fromkeys(COUNT_FIELDS, 0)
+UTF8_MESSAGE = "The row is not valid UTF-8 text."
+
+
+# --- The rules of API.md, written out here rather than taken from the import code ----------
+
+
+def expected_import(rows: Iterable[dict], *, stored: dict | None = None) -> tuple[dict, dict]:
+    """The counts an import of `rows` must report, and the rows stored afterwards.
+
+    API.md: a record breaking a rule is rejected; the first record of a key (customer_id, UTC
+    datetime) is created; a later one with the same amount, pincode and state (ignoring case)
+    is a duplicate, any other a conflict. `stored` holds what the database had before, keyed
+    the same way; it is not modified.
+    """
+    stored = dict(stored or {})
+    counts = dict(NO_ROWS)
+    for row in rows:
+        counts["rows_processed"] += 1
+        try:
+            # Which values break a rule is defined once, in transactions.validation; the
+            # keys, repeats and counting below are the reference's own.
+            valid = parse_transaction_record(row)
+        except RecordInvalid:
+            counts["rejected"] += 1
+            continue
+        key = (valid.customer_id, valid.transaction_datetime)
+        if key not in stored:
+            stored[key] = (valid.name, valid.mob_no, valid.transaction_amount, valid.pincode, valid.state)
+            counts["created"] += 1
+            continue
+        _, _, amount, pincode, state = stored[key]
+        same = (amount, pincode, state.casefold()) == (
+            valid.transaction_amount, valid.pincode, valid.state.casefold()
+        )
+        counts["duplicates" if same else "conflicts"] += 1
+    return counts, stored
+
+
+def stored_rows() -> dict:
+    """Every stored transaction as the reference above keys and describes it."""
+    return {
+        (row.customer_id, row.transaction_datetime): (
+            row.name, row.mob_no, row.transaction_amount, row.pincode, row.state
+        )
+        for row in Transaction.objects.all()
+    }
+
+
+def customer_totals_of(rows: dict) -> dict[int, tuple[Decimal, int]]:
+    totals: dict[int, tuple[Decimal, int]] = {}
+    for (customer_id, _), (_, _, amount, _, _) in rows.items():
+        total, count = totals.get(customer_id, (Decimal("0"), 0))
+        totals[customer_id] = (total + amount, count + 1)
+    return totals
+
+
+def csv_file(records: Iterable[dict], *, columns: Sequence[str] = TRANSACTION_FIELDS, bom: bool = False,
+             line_end: str = "\n") -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator=line_end)
+    writer.writeheader()
+    writer.writerows(records)
+    return (b"\xef\xbb\xbf" if bom else b"") + out.getvalue().encode("utf-8")
+
+
+def ndjson_file(records: Iterable[dict]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
+def sample_records(*, rows: int, seed: int) -> list[dict]:
+    """Generated records (about 1% repeat a key) plus repeats and mistakes written by hand."""
+    records = list(generate_records(rows=rows, customers=max(rows // 8, 1), seed=seed))
+    first, second = records[0], records[1]
+    moment = dt.datetime.fromisoformat(first["transaction_datetime"].replace("Z", "+00:00"))
+    records += [
+        # The same instant written with an offset is the same key: a duplicate.
+        dict(first, transaction_datetime=moment.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30))).isoformat()),
+        dict(first, state=first["state"].upper()),  # state compared ignoring case: a duplicate
+        dict(first, name="Somebody Else", mob_no="9000000000"),  # other details, same payment: a duplicate
+        dict(second, transaction_amount="1.01"),  # another amount: a conflict
+        dict(second, pincode="999999"),  # another pincode: a conflict
+        dict(first, transaction_amount="-5"),  # breaks a rule: rejected
+        dict(first, pincode="012345"),
+        dict(first, transaction_datetime="yesterday"),
+        dict(first, customer_id="0"),
+    ]
+    return records
+
+
+def expected_import_answer(job_id: int, *, status: str, counts: dict, error: str = "") -> dict:
+    """The whole status answer: what the test expects, plus the job's own upload metadata."""
+    job = ImportJob.objects.select_related("owner").get(pk=job_id)
+    assert (job.finished_at is not None) == (status in ("done", "failed")), job.finished_at
+    assert (job.started_at is not None) == (status != "queued"), job.started_at
+    url = f"http://testserver/api/imports/{job_id}/"
+    return {
+        "id": job_id,
+        "status": status,
+        "original_name": job.original_name,
+        "format": job.format,
+        "size_bytes": job.size_bytes,
+        "owner": job.owner.username,
+        **counts,
+        "error": error,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "status_url": url,
+        "rejected_url": url + "rejected.csv",
+    }
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+# --- Test cases --------------------------------------------------------------------------------
+
+
+@override_settings(TASKS=IMMEDIATE_TASKS)
+class ImportTestCase(ApiClientMixin, TestCase):
+    def setUp(self):
+        super().setUp()
+        self.import_dir = Path(self.enterContext(tempfile.TemporaryDirectory(prefix="cdp-imports-")))
+        self.enterContext(override_settings(CDP_IMPORT_DIR=self.import_dir))
+
+    def post_file(self, name: str, content: bytes, *, client: APIClient | None = None, run: bool = True, **fields):
+        """POST the file; with `run`, the import enqueued on commit runs before this returns."""
+        client = client or self.api
+        body = {"file": SimpleUploadedFile(name, content), **fields}
+        if not run:
+            return client.post(IMPORTS_URL, body, format="multipart")
+        with self.captureOnCommitCallbacks(execute=True):
+            return client.post(IMPORTS_URL, body, format="multipart")
+
+    def import_file(self, name: str, content: bytes, **fields) -> int:
+        response = self.post_file(name, content, **fields)
+        self.assertEqual(response.status_code, 202, response.content)
+        return response.json()["id"]
+
+    def expected_answer(self, job_id: int, *, status: str, counts: dict, error: str = "") -> dict:
+        return expected_import_answer(job_id, status=status, counts=counts, error=error)
+
+    def assertImport(self, job_id: int, *, status: str, counts: dict, error: str = "", client=None) -> dict:
+        response = (client or self.api).get(f"{IMPORTS_URL}{job_id}/")
+        self.assertEqual(response.status_code, 200, response.content)
+        answer = response.json()
+        self.assertEqual(answer, self.expected_answer(job_id, status=status, counts=counts, error=error))
+        self.assertEqual(sum(counts[name] for name in COUNT_FIELDS[1:]), counts["rows_processed"])
+        return answer
+
+    def rejected_csv(self, job_id: int, *, client=None) -> list[list[str]]:
+        response = (client or self.api).get(f"{IMPORTS_URL}{job_id}/rejected.csv")
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response["Content-Type"], "text/csv; charset=utf-8")
+        self.assertEqual(response["Content-Disposition"], f'attachment; filename="import-{job_id}-rejected.csv"')
+        return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8"))))
+
+    def files_in_import_dir(self) -> list[Path]:
+        return sorted(path for path in self.import_dir.rglob("*") if path.is_file())
+
+
+class UploadTests(ImportTestCase):
+    def test_upload_answers_202_with_the_queued_job_before_any_row_is_read(self):
+        content = csv_file([record()])
+        response = self.post_file("september.csv", content, run=False)
+
+        self.assertEqual(response.status_code, 202, response.content)
+        job = ImportJob.objects.get()
+        self.assertEqual(response.json(), self.expected_answer(job.pk, status="queued", counts=NO_ROWS))
+        self.assertEqual(
+            (job.original_name, job.format, job.size_bytes, job.owner, job.status),
+            ("september.csv", "csv", len(content), self.user, "queued"),
+        )
+        self.assertEqual(response["Location"], f"http://testserver/api/imports/{job.pk}/")
+        self.assertEqual(Transaction.objects.count(), 0)
+        # The upload is kept, byte for byte, under CDP_IMPORT_DIR and nowhere else.
+        self.assertEqual(self.files_in_import_dir(), [Path(job.file.path)])
+        self.assertEqual(Path(job.file.path).read_bytes(), content)
+
+    def test_upload_queues_one_background_task_once_the_job_is_committed(self):
+        with override_settings(TASKS=DATABASE_TASKS), self.captureOnCommitCallbacks(execute=True) as callbacks:
+            response = self.post_file("september.csv", csv_file([record()]), run=False)
+            self.assertEqual(DBTaskResult.objects.count(), 0)  # not before the job row is committed
+
+        self.assertEqual(response.status_code, 202, response.content)
+        self.assertEqual(len(callbacks), 1)
+        job_id = response.json()["id"]
+        task = DBTaskResult.objects.get()
+        self.assertEqual(
+            (task.task_path, task.status, task.args_kwargs),
+            ("transactions.tasks.run_import", "READY", {"args": [], "kwargs": {"job_id": job_id}}),
+        )
+        # Queued for the worker, not run in the request.
+        self.assertImport(job_id, status="queued", counts=NO_ROWS)
+        self.assertEqual(Transaction.objects.count(), 0)
+
+    def test_a_small_file_is_imported_and_its_status_reports_done(self):
+        job_id = self.import_file("one.csv", csv_file([record()]))
+
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=1, created=1))
+        stored = Transaction.objects.get()
+        self.assertEqual(
+            (stored.customer_id, stored.name, stored.transaction_amount, stored.mob_no,
+             stored.transaction_datetime, stored.pincode, stored.state),
+            (101, "amit", Decimal("1500.75"), "9876543210", dt.datetime(2024, 9, 24, 15, 30, tzinfo=dt.timezone.utc),
+             "110001", "Delhi"),
+        )
+        self.assertEqual(self.rejected_csv(job_id), [["line_number", "raw", "reason"]])
+
+    def test_format_comes_from_the_extension_ndjson_or_jsonl(self):
+        for customer_id, name in [(1, "records.ndjson"), (2, "records.JSONL")]:
+            with self.subTest(name=name):
+                job_id = self.import_file(name, ndjson_file([record(customer_id=customer_id)]))
+                answer = self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=1, created=1))
+                self.assertEqual(answer["format"], "ndjson")
+
+    def test_format_field_overrides_the_file_name(self):
+        job_id = self.import_file("export.txt", ndjson_file([record()]), format="ndjson")
+
+        answer = self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=1, created=1))
+        self.assertEqual((answer["format"], answer["original_name"]), ("ndjson", "export.txt"))
+
+    def test_a_file_name_that_tells_no_format_is_refused_without_a_job(self):
+        response = self.post_file("export.txt", csv_file([record()]))
+
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(
+            response.json(),
+            {"format": ["Name the format (csv or ndjson), or upload a .csv, .ndjson or .jsonl file."]},
+        )
+        self.assertEqual(ImportJob.objects.count(), 0)
+        self.assertEqual(self.files_in_import_dir(), [])
+
+    def test_an_unknown_format_is_refused(self):
+        response = self.post_file("export.csv", csv_file([record()]), format="xml")
+
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(response.json(), {"format": ['"xml" is not a valid choice.']})
+        self.assertEqual(ImportJob.objects.count(), 0)
+
+    def test_a_request_without_a_file_is_refused(self):
+        response = self.api.post(IMPORTS_URL, {"format": "csv"}, format="multipart")
+
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(response.json(), {"file": ["No file was submitted."]})
+        self.assertEqual(ImportJob.objects.count(), 0)
+
+    @override_settings(CDP_MAX_UPLOAD_BYTES=2048)
+    def test_an_upload_over_the_size_limit_is_refused_with_413(self):
+        too_big = csv_file([record(customer_id=n) for n in range(1, 40)])
+        self.assertGreater(len(too_big), 2048)
+
+        response = self.post_file("big.csv", too_big)
+
+        self.assertEqual(response.status_code, 413)
+        self.assertEqual(response.json(), {"detail": "The file is larger than the limit of 2048 bytes."})
+        self.assertEqual(ImportJob.objects.count(), 0)
+        self.assertEqual(self.files_in_import_dir(), [])
+        # The same limit lets a small file through.
+        job_id = self.import_file("small.csv", csv_file([record()]))
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=1, created=1))
+
+
+class AccessTests(ImportTestCase):
+    def test_upload_without_credentials_is_401(self):
+        response = self.post_file("one.csv", csv_file([record()]), client=APIClient())
+
+        self.assertEqual(response.status_code, 401)
+        self.assertEqual(response.json(), {"detail": "Authentication credentials were not provided."})
+        self.assertEqual(response["WWW-Authenticate"], "Token")
+        self.assertEqual((ImportJob.objects.count(), Transaction.objects.count()), (0, 0))
+
+    def test_status_list_and_rejected_rows_need_credentials(self):
+        job_id = self.import_file("one.csv", csv_file([record()]))
+        for url in (IMPORTS_URL, f"{IMPORTS_URL}{job_id}/", f"{IMPORTS_URL}{job_id}/rejected.csv"):
+            with self.subTest(url=url):
+                response = APIClient().get(url)
+                self.assertEqual(response.status_code, 401)
+                self.assertEqual(response.json(), {"detail": "Authentication credentials were not provided."})
+
+    def test_upload_needs_the_add_transaction_permission(self):
+        viewer = token_client(make_user("viewer", permissions=("view_transaction",)))
+
+        response = self.post_file("one.csv", csv_file([record()]), client=viewer)
+
+        self.assertEqual(response.status_code, 403)
+        self.assertEqual(response.json(), {"detail": "You do not have permission to ingest transactions."})
+        self.assertEqual((ImportJob.objects.count(), Transaction.objects.count()), (0, 0))
+        self.assertEqual(self.files_in_import_dir(), [])
+
+    def test_another_users_import_is_404_and_left_out_of_the_list(self):
+        other = token_client(make_user("other-client"))
+        theirs = self.import_file("theirs.csv", csv_file([record(customer_id=1, pincode="0")]))
+        self.assertEqual(ImportJob.objects.get(pk=theirs).owner.username, "api-client")
+
+        for url in (f"{IMPORTS_URL}{theirs}/", f"{IMPORTS_URL}{theirs}/rejected.csv"):
+            with self.subTest(url=url):
+                response = other.get(url)
+                self.assertEqual(response.status_code, 404)
+                self.assertEqual(response.json(), {"detail": "No ImportJob matches the given query."})
+        response = other.get(IMPORTS_URL)
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json(), [])
+
+    def test_the_list_holds_the_users_own_imports_newest_first(self):
+        other = token_client(make_user("other-client"))
+        first = self.import_file("first.csv", csv_file([record(customer_id=1)]))
+        self.import_file("not-mine.csv", csv_file([record(customer_id=2)]), client=other)
+        second = self.import_file("second.ndjson", ndjson_file([record(customer_id=3), record(customer_id=3)]))
+
+        response = self.api.get(IMPORTS_URL)
+
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(
+            response.json(),
+            [
+                self.expected_answer(second, status="done", counts=dict(NO_ROWS, rows_processed=2, created=1, duplicates=1)),
+                self.expected_answer(first, status="done", counts=dict(NO_ROWS, rows_processed=1, created=1)),
+            ],
+        )
+
+    def test_staff_see_every_import(self):
+        staff = token_client(make_user("staff", permissions=(), is_staff=True))
+        mine = self.import_file("mine.csv", csv_file([record(customer_id=1)]))
+        theirs = self.import_file(
+            "theirs.csv", csv_file([record(customer_id=2)]), client=token_client(make_user("other-client"))
+        )
+
+        response = staff.get(IMPORTS_URL)
+
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual([(job["id"], job["owner"]) for job in response.json()],
+                         [(theirs, "other-client"), (mine, "api-client")])
+        self.assertImport(theirs, status="done", counts=dict(NO_ROWS, rows_processed=1, created=1), client=staff)
+        self.assertEqual(self.rejected_csv(theirs, client=staff), [["line_number", "raw", "reason"]])
+
+
+class ImportCountTests(ImportTestCase):
+    def test_counts_follow_the_rules_and_add_up_to_the_rows_in_the_file(self):
+        records = sample_records(rows=1500, seed=11)
+        counts, rows = expected_import(records)
+        # The data must exercise every outcome, or the comparison below proves little.
+        self.assertTrue(all(counts[name] > 0 for name in COUNT_FIELDS), counts)
+
+        job_id = self.import_file("sample.csv", csv_file(records))
+
+        self.assertImport(job_id, status="done", counts=counts)
+        self.assertEqual(counts["rows_processed"], len(records))
+        self.assertEqual(stored_rows(), rows)
+        self.assertEqual(RejectedRow.objects.filter(job_id=job_id).count(), counts["rejected"])
+        self.assertEqual(
+            {c.customer_id: (c.total_amount, c.transaction_count) for c in Customer.objects.all()},
+            customer_totals_of(rows),
+        )
+
+    def test_csv_and_ndjson_of_the_same_records_give_the_same_counts_and_rows(self):
+        records = sample_records(rows=800, seed=12)
+        counts, rows = expected_import(records)
+
+        csv_job = self.import_file("sample.csv", csv_file(records))
+        from_csv = stored_rows()
+        Transaction.objects.all().delete()
+        Customer.objects.all().delete()
+        ndjson_job = self.import_file("sample.ndjson", ndjson_file(records))
+        from_ndjson = stored_rows()
+
+        self.assertImport(csv_job, status="done", counts=counts)
+        self.assertImport(ndjson_job, status="done", counts=counts)
+        self.assertEqual(from_csv, rows)
+        self.assertEqual(from_ndjson, rows)
+
+    def test_importing_the_same_file_again_creates_nothing(self):
+        records = sample_records(rows=600, seed=13)
+        content = csv_file(records)
+        first_counts, rows = expected_import(records)
+        again_counts, rows_after = expected_import(records, stored=rows)
+        self.assertEqual(again_counts["created"], 0)
+        self.assertEqual(rows_after, rows)
+
+        first = self.import_file("sample.csv", content)
+        again = self.import_file("sample.csv", content)
+
+        self.assertImport(first, status="done", counts=first_counts)
+        self.assertImport(again, status="done", counts=again_counts)
+        self.assertEqual(again_counts["duplicates"], first_counts["created"] + first_counts["duplicates"])
+        self.assertEqual(stored_rows(), rows)
+
+    def test_a_file_repeating_stored_transactions_counts_them_against_the_database(self):
+        self.assertEqual(self.ingest(record(customer_id=7)).status_code, 201)
+        self.assertEqual(self.ingest(record(customer_id=8)).status_code, 201)
+        records = [record(customer_id=7), record(customer_id=8, transaction_amount="2.00"), record(customer_id=9)]
+
+        job_id = self.import_file("mixed.ndjson", ndjson_file(records))
+
+        self.assertImport(
+            job_id, status="done", counts=dict(NO_ROWS, rows_processed=3, created=1, duplicates=1, conflicts=1)
+        )
+        self.assertEqual(Transaction.objects.filter(customer_id=8).get().transaction_amount, Decimal("1500.75"))
+
+
+class CsvLayoutTests(ImportTestCase):
+    def test_header_in_any_order_with_bom_crlf_and_quoted_commas(self):
+        records = [
+            record(customer_id=1, name="Sharma, Amit", state="Tamil Nadu"),
+            record(customer_id=2, name='Priya "P" Iyer', transaction_amount="10,5"),  # a comma is no decimal point
+            record(customer_id=3, name="Zoë Ñandú", state="West Bengal", pincode="700001"),
+        ]
+        columns = ["state", "pincode", "transaction_datetime", "mob_no", "transaction_amount", "name", "customer_id"]
+        content = csv_file(records, columns=columns, bom=True, line_end="\r\n")
+        self.assertIn(b'"Sharma, Amit"', content)
+
+        job_id = self.import_file("reordered.csv", content)
+
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=3, created=2, rejected=1))
+        when = dt.datetime(2024, 9, 24, 15, 30, tzinfo=dt.timezone.utc)
+        self.assertEqual(
+            stored_rows(),
+            {
+                (1, when): ("Sharma, Amit", "9876543210", Decimal("1500.75"), "110001", "Tamil Nadu"),
+                (3, when): ("Zoë Ñandú", "9876543210", Decimal("1500.75"), "700001", "West Bengal"),
+            },
+        )
+        self.assertEqual(
+            self.rejected_csv(job_id),
+            [
+                ["line_number", "raw", "reason"],
+                ["3", 'Delhi,110001,2024-09-24T15:30:00Z,9876543210,"10,5","Priya ""P"" Iyer",2',
+                 "transaction_amount: Enter an amount as a number, e.g. 1500.75."],
+            ],
+        )
+
+    def test_header_names_ignore_case_and_spaces_and_extra_columns_are_ignored(self):
+        content = (
+            b" Customer_ID ,NAME,Transaction_Amount,mob_no,transaction_datetime,pincode,State,note\n"
+            b"5,amit,99.50,9876543210,2024-01-02T03:04:05+05:30,110001,Delhi,first order\n"
+        )
+
+        job_id = self.import_file("upper.csv", content)
+
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=1, created=1))
+        self.assertEqual(
+            stored_rows(),
+            {(5, dt.datetime(2024, 1, 1, 21, 34, 5, tzinfo=dt.timezone.utc)):
+                ("amit", "9876543210", Decimal("99.50"), "110001", "Delhi")},
+        )
+
+    def test_rows_with_too_many_or_too_few_fields_are_rejected_and_the_rest_stored(self):
+        header = ",".join(TRANSACTION_FIELDS)
+        content = "\n".join([
+            header,
+            "1,amit,10.00,9876543210,2024-01-01T00:00:00Z,110001,Delhi",
+            "2,amit,10.00,9876543210,2024-01-01T00:00:00Z,110001,Delhi,surplus",
+            "3,amit,10.00",
+            "",  # a blank line is not a row
+            '4,"amit\nsharma",10.00,9876543210,2024-01-01T00:00:00Z,110001,Delhi',  # one row over two lines
+            "5,amit",
+            "",
+        ]).encode()
+
+        job_id = self.import_file("ragged.csv", content)
+
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=5, created=2, rejected=3))
+        self.assertEqual(sorted(Transaction.objects.values_list("customer_id", "name")), [(1, "amit"), (4, "amit sharma")])
+        self.assertEqual(
+            self.rejected_csv(job_id),
+            [
+                ["line_number", "raw", "reason"],
+                ["3", "2,amit,10.00,9876543210,2024-01-01T00:00:00Z,110001,Delhi,surplus",
+                 "Expected 7 fields as in the header, found 8."],
+                ["4", "3,amit,10.00", "Expected 7 fields as in the header, found 3."],
+                ["8", "5,amit", "Expected 7 fields as in the header, found 2."],
+            ],
+        )
+
+
+class RejectedRowTests(ImportTestCase):
+    INVALID = [
+        record(customer_id="abc"),
+        record(transaction_amount="12.345", pincode="12345"),
+        record(transaction_datetime="2024-02-30T10:00:00Z"),
+        record(mob_no="12"),
+        record(name="   "),
+        record(state="x" * 51),
+        record(transaction_amount="0"),
+    ]
+
+    def test_rejected_csv_lists_every_rejected_row_with_line_number_raw_row_and_reason(self):
+        records = [record(customer_id=1), *self.INVALID, record(customer_id=2)]
+        content = csv_file(records)
+        lines = content.decode().splitlines()
+
+        job_id = self.import_file("mistakes.csv", content)
+
+        self.assertImport(job_id, status="done",
+                          counts=dict(NO_ROWS, rows_processed=9, created=2, rejected=len(self.INVALID)))
+        rejected = self.rejected_csv(job_id)
+        self.assertEqual(rejected[0], ["line_number", "raw", "reason"])
+        # Line 1 is the header, line 2 the first (valid) record.
+        self.assertEqual([(row[0], row[1]) for row in rejected[1:]],
+                         [(str(n), lines[n - 1]) for n in range(3, 3 + len(self.INVALID))])
+
+    def test_rejection_reasons_are_the_json_apis_validation_messages(self):
+        job_id = self.import_file("mistakes.ndjson", ndjson_file(self.INVALID))
+
+        reasons = [row[2] for row in self.rejected_csv(job_id)[1:]]
+
+        expected = []
+        for body in self.INVALID:
+            response = self.ingest(body)
+            self.assertEqual(response.status_code, 400)
+            expected.append("; ".join(f"{field}: {' '.join(messages)}" for field, messages in response.json().items()))
+        self.assertEqual(reasons, expected)
+        self.assertIn("pincode: Enter a pincode of exactly 6 digits that does not start with 0.", reasons[1])
+        self.assertEqual(Transaction.objects.count(), 0)
+
+    def test_bad_ndjson_lines_are_rejected_one_by_one(self):
+        content = b"\n".join([
+            json.dumps(record(customer_id=1)).encode(),
+            b"{not json",
+            b"",
+            b"[1, 2]",
+            json.dumps({"customer_id": 2}).encode(),
+            json.dumps(record(customer_id=3, name=None)).encode(),
+            json.dumps(record(customer_id=4)).encode(),
+        ]) + b"\n"
+
+        job_id = self.import_file("lines.ndjson", content)
+
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=6, created=2, rejected=4))
+        required = "This field is required."
+        self.assertEqual(
+            self.rejected_csv(job_id)[1:],
+            [
+                ["2", "{not json", "The line is not valid JSON: Expecting property name enclosed in double quotes "
+                                   "or '}': line 1 column 2 (char 1)."],
+                ["4", "[1, 2]", "non_field_errors: Expected a transaction record (a JSON object)."],
+                ["5", '{"customer_id": 2}', "; ".join(
+                    f"{field}: {required}" for field in TRANSACTION_FIELDS if field != "customer_id")],
+                ["6", json.dumps(record(customer_id=3, name=None)), "name: This field may not be null."],
+            ],
+        )
+
+
+class WholeFileOutcomeTests(ImportTestCase):
+    """Each broken file ends in a clear state: the job failed with a message, or rows rejected."""
+
+    def assertFailed(self, job_id: int, error: str) -> None:
+        self.assertImport(job_id, status="failed", counts=NO_ROWS, error=error)
+        self.assertEqual(Transaction.objects.count(), 0)
+
+    def test_an_empty_file_fails_the_job(self):
+        for name, content in [("empty.csv", b""), ("empty.ndjson", b""), ("blank.csv", b"\r\n\n  \n"),
+                              ("bom-only.csv", b"\xef\xbb\xbf")]:
+            with self.subTest(name=name):
+                self.assertFailed(self.import_file(name, content), "The file is empty.")
+
+    def test_a_csv_with_only_a_header_is_done_with_no_rows(self):
+        job_id = self.import_file("header.csv", csv_file([]))
+
+        self.assertImport(job_id, status="done", counts=NO_ROWS)
+        self.assertEqual(self.rejected_csv(job_id), [["line_number", "raw", "reason"]])
+
+    def test_a_csv_missing_a_column_fails_the_job_naming_it(self):
+        columns = [field for field in TRANSACTION_FIELDS if field not in ("pincode", "state")]
+        content = csv_file([{k: v for k, v in record().items() if k in columns}], columns=columns)
+
+        self.assertFailed(
+            self.import_file("short.csv", content),
+            "The header row is missing the column(s) pincode, state; it must name all of customer_id, name, "
+            "transaction_amount, mob_no, transaction_datetime, pincode, state.",
+        )
+
+    def test_a_binary_file_fails_the_job(self):
+        png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8
+        for name in ("photo.csv", "photo.ndjson"):
+            with self.subTest(name=name):
+                self.assertFailed(self.import_file(name, png), "The file is not a text file (it contains binary data).")
+
+    def test_a_header_that_is_not_utf8_fails_the_job(self):
+        content = csv_file([record()]).replace(b"name", "nämé".encode("latin-1"), 1)
+
+        self.assertFailed(self.import_file("latin1.csv", content),
+                          "The file is not UTF-8 text (the header row cannot be decoded).")
+
+    def test_rows_that_are_not_utf8_are_rejected_and_the_others_stored(self):
+        for good_id, name, to_file, reason in [
+            (1, "mixed.csv", lambda r: csv_file([r]).split(b"\n", 1)[1], UTF8_MESSAGE),
+            (3, "mixed.ndjson", lambda r: ndjson_file([r]), "The line is not valid UTF-8 text."),
+        ]:
+            with self.subTest(name=name):
+                good = to_file(record(customer_id=good_id, name="José"))
+                bad = to_file(record(customer_id=good_id + 1, name="José")).replace("é".encode(), b"\xe9")
+                header = csv_file([]) if name.endswith(".csv") else b""
+                job_id = self.import_file(name, header + good + bad)
+
+                self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=2, created=1, rejected=1))
+                self.assertEqual(list(Transaction.objects.filter(customer_id__in=[good_id, good_id + 1])
+                                      .values_list("customer_id", "name")), [(good_id, "José")])
+                [[line, raw, given_reason]] = self.rejected_csv(job_id)[1:]
+                self.assertEqual((given_reason, "Jos\ufffd" in raw), (reason, True))
+
+    def test_a_null_byte_after_the_first_kilobytes_rejects_its_row(self):
+        # Past the sniffed head the file is read row by row; the row is stored for the user with
+        # the NUL shown as U+FFFD, since PostgreSQL text can't hold it.
+        padding = [record(customer_id=n, transaction_datetime=f"2024-01-01T00:{n // 60:02d}:{n % 60:02d}Z")
+                   for n in range(1, 151)]
+        content = csv_file(padding) + b"999,am\x00it,10.00,9876543210,2024-01-01T00:00:00Z,110001,Delhi\n"
+        self.assertGreater(len(content), 8192)
+
+        job_id = self.import_file("nul.csv", content)
+
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=151, created=150, rejected=1))
+        self.assertEqual(
+            self.rejected_csv(job_id)[1:],
+            [["152", "999,am\ufffdit,10.00,9876543210,2024-01-01T00:00:00Z,110001,Delhi",
+              "name: Null characters are not allowed."]],
+        )
+
+    def test_a_file_gone_before_the_worker_reads_it_fails_the_job(self):
+        response = self.post_file("gone.csv", csv_file([record()]), run=False)
+        job = ImportJob.objects.get(pk=response.json()["id"])
+        os.remove(job.file.path)
+
+        tasks.run_import.enqueue(job_id=job.pk)
+
+        self.assertFailed(job.pk, "The uploaded file cannot be read (No such file or directory).")
+
+    def test_a_finished_import_is_not_run_again(self):
+        job_id = self.import_file("one.csv", csv_file([record()]))
+        finished = self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=1, created=1))
+
+        tasks.run_import.enqueue(job_id=job_id)
+
+        self.assertEqual(self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=1, created=1)),
+                         finished)
+        self.assertEqual(Transaction.objects.count(), 1)
+
+
+class WorkerDied(Exception):
+    """Stands for a worker killed between two chunks."""
+
+
+def dying_after(chunks: int, *, before_chunk=None):
+    """An _import_chunk that commits `chunks` chunks, then dies (or calls `before_chunk`)."""
+    real_import_chunk = services._import_chunk
+    calls = 0
+
+    def import_chunk(**kwargs):
+        nonlocal calls
+        calls += 1
+        if calls > chunks:
+            if before_chunk is None:
+                raise WorkerDied()
+            before_chunk(kwargs["job_id"])
+        real_import_chunk(**kwargs)
+
+    return import_chunk
+
+
+class ResumeTests(ImportTestCase):
+    def interrupted_import(self, name: str, content: bytes, *, chunk_rows: int, chunks: int) -> int:
+        with override_settings(CDP_IMPORT_CHUNK_ROWS=chunk_rows), \
+                mock.patch.object(services, "_import_chunk", dying_after(chunks)), \
+                self.assertLogs("django_tasks", "ERROR"):
+            return self.import_file(name, content)
+
+    def test_an_interrupted_import_resumes_from_its_last_chunk_with_the_same_counts(self):
+        records = sample_records(rows=1000, seed=21)
+        counts, rows = expected_import(records)
+        job_id = self.interrupted_import("sample.csv", csv_file(records), chunk_rows=100, chunks=3)
+
+        job = ImportJob.objects.get(pk=job_id)
+        self.assertEqual((job.status, job.rows_processed, job.line_number), ("running", 300, 301))
+        stopped_at = {name: getattr(job, name) for name in COUNT_FIELDS}
+        self.assertEqual(stopped_at, expected_import(records[:300])[0])
+        self.assertEqual(Transaction.objects.count(), job.created)
+
+        # A restarted worker requeues it; another chunk size proves the marker is in the file, not in rows.
+        with override_settings(CDP_IMPORT_CHUNK_ROWS=70):
+            requeued = services.requeue_stale_imports(stale_after=dt.timedelta(0))
+
+        self.assertEqual(requeued, [job_id])
+        self.assertImport(job_id, status="done", counts=counts)
+        self.assertEqual(stored_rows(), rows)
+        self.assertEqual(RejectedRow.objects.filter(job_id=job_id).count(), counts["rejected"])
+        self.assertEqual(
+            {c.customer_id: (c.total_amount, c.transaction_count) for c in Customer.objects.all()},
+            customer_totals_of(rows),
+        )
+
+    def test_an_interrupted_ndjson_import_resumes_the_same_way(self):
+        records = sample_records(rows=500, seed=22)
+        counts, rows = expected_import(records)
+        job_id = self.interrupted_import("sample.ndjson", ndjson_file(records), chunk_rows=64, chunks=2)
+        self.assertEqual(ImportJob.objects.get(pk=job_id).rows_processed, 128)
+
+        self.assertEqual(services.requeue_stale_imports(stale_after=dt.timedelta(0)), [job_id])
+
+        self.assertImport(job_id, status="done", counts=counts)
+        self.assertEqual(stored_rows(), rows)
+
+    def test_an_over_long_line_at_the_end_of_a_chunk_does_not_shift_the_resume_point(self):
+        # A line far longer than any record is cut short when read; the resume marker must
+        # still point just past it, or the next run would start inside the following row.
+        monster = "1," + "x" * (2 * 1024 * 1024 + 100) + ",10.00,9876543210,2024-01-01T00:00:00Z,110001,Delhi"
+        after = record(customer_id=123456, transaction_datetime="2024-05-05T05:05:05Z")
+        content = csv_file([record(customer_id=1)]) + monster.encode() + b"\n" + csv_file([after]).split(b"\n", 1)[1]
+        job_id = self.interrupted_import("monster.csv", content, chunk_rows=2, chunks=1)
+        self.assertEqual(ImportJob.objects.get(pk=job_id).rows_processed, 2)
+
+        self.assertEqual(services.requeue_stale_imports(stale_after=dt.timedelta(0)), [job_id])
+
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=3, created=2, rejected=1))
+        self.assertEqual(sorted(Transaction.objects.values_list("customer_id", flat=True)), [1, 123456])
+
+    def test_a_recently_active_import_is_not_requeued(self):
+        records = sample_records(rows=300, seed=23)
+        job_id = self.interrupted_import("sample.csv", csv_file(records), chunk_rows=100, chunks=1)
+
+        self.assertEqual(services.requeue_stale_imports(stale_after=dt.timedelta(minutes=1)), [])
+
+        job = ImportJob.objects.get(pk=job_id)
+        self.assertEqual((job.status, job.rows_processed), ("running", 100))
+
+    def test_a_run_whose_job_was_taken_over_stops_without_writing_its_chunk(self):
+        records = sample_records(rows=300, seed=24)
+
+        def another_run_takes_over(job_id):
+            ImportJob.objects.filter(pk=job_id).update(runner="another-run")
+
+        with override_settings(CDP_IMPORT_CHUNK_ROWS=100), \
+                mock.patch.object(services, "_import_chunk", dying_after(1, before_chunk=another_run_takes_over)):
+            job_id = self.import_file("sample.csv", csv_file(records))
+
+        job = ImportJob.objects.get(pk=job_id)
+        first_chunk_counts, first_chunk_rows = expected_import(records[:100])
+        self.assertEqual((job.status, job.runner), ("running", "another-run"))
+        self.assertEqual({name: getattr(job, name) for name in COUNT_FIELDS}, first_chunk_counts)
+        self.assertEqual(stored_rows(), first_chunk_rows)
+
+
+class PruneTests(ImportTestCase):
+    def test_prune_deletes_old_finished_files_and_keeps_the_job_records(self):
+        content = csv_file([record(customer_id=1), record(customer_id=2, pincode="1")])
+        old = self.import_file("old.csv", content)
+        recent = self.import_file("recent.csv", content)
+        queued = self.post_file("queued.csv", content, run=False).json()["id"]
+        eight_days_ago = timezone.now() - dt.timedelta(days=8)
+        ImportJob.objects.filter(pk__in=[old, queued]).update(created_at=eight_days_ago)
+        paths = {job.pk: Path(job.file.path) for job in ImportJob.objects.all()}
+        self.assertTrue(all(path.is_relative_to(self.import_dir) for path in paths.values()))
+        old_answer = self.assertImport(
+            old, status="done", counts=dict(NO_ROWS, rows_processed=2, created=1, rejected=1))
+
+        out = io.StringIO()
+        call_command("prune_imports", stdout=out)
+
+        self.assertEqual(out.getvalue(), "Deleted the files of 1 import(s) older than 7 day(s).\n")
+        self.assertEqual(self.files_in_import_dir(), sorted([paths[recent], paths[queued]]))
+        self.assertEqual(ImportJob.objects.get(pk=old).file.name, "")
+        # What was loaded stays on record: the counts and the rejected rows.
+        self.assertEqual(self.assertImport(
+            old, status="done", counts=dict(NO_ROWS, rows_processed=2, created=1, rejected=1)), old_answer)
+        self.assertEqual(len(self.rejected_csv(old)), 2)
+        self.assertEqual(Transaction.objects.count(), 1)
+
+    def test_prune_takes_the_retention_from_days(self):
+        job_id = self.import_file("one.csv", csv_file([record()]))
+        ImportJob.objects.filter(pk=job_id).update(created_at=timezone.now() - dt.timedelta(days=2))
+
+        out = io.StringIO()
+        call_command("prune_imports", "--days", "3", stdout=out)
+        self.assertEqual(out.getvalue(), "Deleted the files of 0 import(s) older than 3 day(s).\n")
+        self.assertEqual(len(self.files_in_import_dir()), 1)
+
+        out = io.StringIO()
+        call_command("prune_imports", "--days", "1", stdout=out)
+        self.assertEqual(out.getvalue(), "Deleted the files of 1 import(s) older than 1 day(s).\n")
+        self.assertEqual(self.files_in_import_dir(), [])
