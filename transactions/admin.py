@@ -12,13 +12,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.utils.functional import cached_property
 from simple_history.admin import SimpleHistoryAdmin
 
 from . import services, validation
 from .models import Customer, ImportJob, Transaction
-from .privacy import mob_no_for
+from .privacy import can_view_pii, mob_no_for
 
 # Counting a million rows on every list page costs more than the page itself; past this many
 # matches the paginator stops counting and offers this many rows' worth of pages.
@@ -36,9 +37,23 @@ class _Echo:
         return value
 
 
+def _text_field(label: str, help_text: str = "") -> forms.CharField:
+    """A text field left to a cleaner of transactions.validation for trimming and length.
+
+    The model fields' own max_length would refuse first, with Django's message instead of the
+    API's, and would refuse values the API accepts ("+91 98765 432 109" is 17 characters that
+    the cleaner reduces to 13 digits).
+    """
+    return forms.CharField(label=label, help_text=help_text, strip=False)
+
+
 class TransactionForm(forms.ModelForm):
     """The admin form, validated by the same rules as the API (transactions.validation)."""
 
+    name = _text_field("Name")
+    mob_no = _text_field("Mobile number", "7 to 15 digits; spaces, dashes and a leading + are removed.")
+    pincode = _text_field("Pincode", "6 digits, not starting with 0.")
+    state = _text_field("State")
     transaction_amount = forms.CharField(help_text="Greater than 0, at most 2 decimal places.")
     transaction_datetime = forms.CharField(
         help_text="ISO 8601, e.g. 2024-09-24T15:30:00 (UTC) or 2024-09-24T21:00:00+05:30."
@@ -96,6 +111,9 @@ class TransactionForm(forms.ModelForm):
 
 
 class CustomerForm(forms.ModelForm):
+    name = _text_field("Name")
+    mob_no = _text_field("Mobile number", "7 to 15 digits; spaces, dashes and a leading + are removed.")
+
     class Meta:
         model = Customer
         fields = ["name", "mob_no"]
@@ -105,6 +123,30 @@ class CustomerForm(forms.ModelForm):
 
     def clean_mob_no(self):
         return validation.clean_mob_no(self.cleaned_data["mob_no"])
+
+
+class CustomerSearchMixin:
+    """Search by customer id or mobile number (digits, exact, on an index) or by name (contains).
+
+    The admin's own "=field" search compares an integer id as text on some databases, which
+    scans the whole table; a digits-only term is turned into exact, index-friendly matches.
+    """
+
+    customer_id_field = "customer_id"
+    name_field = "name"
+
+    def get_fields(self, request, obj=None):
+        # Staff without the view-PII permission never see a whole mobile number on a page.
+        fields = super().get_fields(request, obj)
+        return fields if can_view_pii(request.user) else [name for name in fields if name != "mob_no"]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.isdigit() and len(term) <= 19:
+            return queryset.filter(Q(**{self.customer_id_field: int(term)}) | Q(mob_no=term)), False
+        return queryset.filter(**{f"{self.name_field}__icontains": term}), False
 
 
 def masked_mobile_number_column(request):
@@ -159,7 +201,8 @@ class PincodeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(SimpleHistoryAdmin):
+class TransactionAdmin(CustomerSearchMixin, SimpleHistoryAdmin):
+    name_field = "customer__name"
     form = TransactionForm
     list_display = ["id", "customer_link", "transaction_amount", "transaction_datetime", "pincode", "state"]
     list_select_related = ["customer"]
@@ -213,7 +256,7 @@ class TransactionAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Customer)
-class CustomerAdmin(SimpleHistoryAdmin):
+class CustomerAdmin(CustomerSearchMixin, SimpleHistoryAdmin):
     form = CustomerForm
     list_display = ["customer_id", "name", "total_amount", "transaction_count", "details_as_of"]
     search_fields = ["=customer_id", "name", "=mob_no"]

@@ -676,8 +676,8 @@ class WholeFileOutcomeTests(ImportTestCase):
         self.assertEqual(Transaction.objects.count(), 1)
 
 
-class WorkerDied(Exception):
-    """Stands for a worker killed between two chunks."""
+class WorkerDied(BaseException):
+    """Stands for a worker killed between two chunks: like SIGKILL, nothing in the worker may catch it."""
 
 
 def dying_after(chunks: int, *, before_chunk=None):
