@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from itertools import islice
 
+from django.core.cache import cache
 from django.db import connection
-from django.db.models import DecimalField, F, Max, Min, OuterRef, QuerySet, Subquery, Sum, Window
-from django.db.models.functions import Round, RowNumber
+from django.db.models import Count, DecimalField, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum, Window
+from django.db.models.functions import Round, RowNumber, TruncMonth
 
 from .db_values import datetime_adapter
 from .models import Customer, CustomerPincodeTotal, ImportJob, Transaction
-from .validation import state_key_for
+from .validation import CENT, state_key_for
 
 TOTAL_FIELD = DecimalField(max_digits=30, decimal_places=2)
 KEYS_PER_QUERY = 2000
@@ -184,3 +186,203 @@ def imports_visible_to(*, user) -> QuerySet:
 def rejected_rows_of(*, job: ImportJob) -> Iterator[tuple[int, str, str]]:
     """(line number, raw row, reason) of every rejected row, in file order, streamed."""
     return job.rejected_rows.order_by("line_number").values_list("line_number", "raw", "reason").iterator(chunk_size=2000)
+
+
+# --- Dashboard reads ------------------------------------------------------------------------
+# The overview, the state picker and the charts of the browser dashboard. Every figure is one
+# aggregate query; the running totals answer whatever they can.
+
+DASHBOARD_CACHE_SECONDS = 300
+DISTRIBUTION_BUCKETS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewTotals:
+    transactions: int
+    customers: int
+    total_amount: Decimal
+    states: int
+    pincodes: int
+    newest_transaction: dt.datetime | None
+
+
+def overview_totals() -> OverviewTotals:
+    """Counts and sums over everything stored, read from the per-pincode running totals."""
+    totals = CustomerPincodeTotal.objects.filter(transaction_count__gt=0).aggregate(
+        transactions=Sum("transaction_count"),
+        total_amount=Sum("total_amount"),
+        states=Count("state_key", distinct=True),
+        pincodes=Count("pincode", distinct=True),
+    )
+    return OverviewTotals(
+        transactions=totals["transactions"] or 0,
+        customers=Customer.objects.filter(transaction_count__gt=0).count(),
+        total_amount=totals["total_amount"] or Decimal("0"),
+        states=totals["states"],
+        pincodes=totals["pincodes"],
+        newest_transaction=stored_time_span().newest,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MonthTotal:
+    month: dt.date
+    transactions: int
+    total_amount: Decimal
+
+
+def _month_totals(transactions: QuerySet) -> list[MonthTotal]:
+    # Truncating in UTC, the zone the rows are stored in: MySQL/MariaDB then needs no
+    # CONVERT_TZ, which returns NULL where the server's time zone tables are not loaded.
+    month = TruncMonth("transaction_datetime", tzinfo=dt.timezone.utc)
+    rows = (
+        transactions.annotate(month=month)
+        .values("month")
+        .annotate(transactions=Count("pk"), total_amount=_sum_of_amounts())
+        .order_by("month")
+        .values_list("month", "transactions", "total_amount")
+    )
+    return [
+        MonthTotal(
+            month=month.date() if isinstance(month, dt.datetime) else month,
+            transactions=count,
+            total_amount=Decimal(total).quantize(CENT),  # SQLite answers 300.5 for 300.50
+        )
+        for month, count, total in rows
+    ]
+
+
+def _data_version() -> str:
+    """Changes whenever a transaction is added, corrected or deleted (three indexed look-ups).
+
+    Every correction in the admin writes a history row, so the newest history id moves too.
+    """
+    marks = Transaction.objects.aggregate(last_id=Max("pk"), newest=Max("transaction_datetime"))
+    last_correction = Transaction.history.aggregate(last=Max("history_id"))["last"]
+    newest = marks["newest"].timestamp() if marks["newest"] else ""
+    return f"{marks['last_id']}-{newest}-{last_correction}"
+
+
+def _cached_until_new_data(name: str, compute):
+    """`compute()`, kept until a transaction is added or corrected, or DASHBOARD_CACHE_SECONDS pass.
+
+    For the whole-table figures no running total holds (a million rows take about a second to
+    group by month on MariaDB).
+    """
+    key = f"cdp:dashboard:{name}:{connection.alias}:{_data_version()}"
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, DASHBOARD_CACHE_SECONDS)
+    return value
+
+
+def amount_per_month() -> list[MonthTotal]:
+    """The amount and number of all stored transactions per calendar month (UTC), oldest first."""
+    return _cached_until_new_data("amount_per_month", lambda: _month_totals(Transaction.objects.all()))
+
+
+@dataclass(frozen=True, slots=True)
+class StateCount:
+    state: str
+    transactions: int
+    pincodes: int
+
+
+def states_with_counts() -> list[StateCount]:
+    """Every state with transactions (one spelling of its name), its transactions and pincodes."""
+    def compute() -> list[StateCount]:
+        rows = (
+            CustomerPincodeTotal.objects.filter(transaction_count__gt=0)
+            .values("state_key")
+            .annotate(state=Min("state"), transactions=Sum("transaction_count"), pincodes=Count("pincode", distinct=True))
+            .order_by("state_key")
+            .values_list("state", "transactions", "pincodes")
+        )
+        return [StateCount(state=state, transactions=count, pincodes=pincodes) for state, count, pincodes in rows]
+
+    return _cached_until_new_data("states_with_counts", compute)
+
+
+def customer_with_totals(*, customer_id: int) -> Customer | None:
+    """The customer (name, mobile number and running totals), or None if there is none."""
+    return Customer.objects.filter(pk=customer_id).first()
+
+
+def pincode_breakdown_of(*, customer_id: int) -> QuerySet:
+    """The customer's all-time totals per pincode and state, biggest first."""
+    return (
+        CustomerPincodeTotal.objects.filter(customer_id=customer_id, transaction_count__gt=0)
+        .order_by("-total_amount", "pincode")
+        .values("pincode", "state", "total_amount", "transaction_count")
+    )
+
+
+def customer_amount_per_month(*, customer_id: int) -> list[MonthTotal]:
+    return _month_totals(Transaction.objects.filter(customer_id=customer_id))
+
+
+def transactions_of(*, customer_id: int) -> QuerySet:
+    """The customer's transactions, newest first (read along the customer/time index)."""
+    return Transaction.objects.filter(customer_id=customer_id).order_by("-transaction_datetime")
+
+
+@dataclass(frozen=True, slots=True)
+class TotalsBucket:
+    low: Decimal
+    high: Decimal
+    customers: int
+
+
+@dataclass(frozen=True, slots=True)
+class TotalsSummary:
+    """How many customers a range report matched, and how their totals are spread."""
+
+    customers: int
+    lowest: Decimal | None
+    highest: Decimal | None
+    buckets: list[TotalsBucket]
+
+
+def distribution_of_totals(*, matches: QuerySet, buckets: int = DISTRIBUTION_BUCKETS) -> TotalsSummary:
+    """Count, lowest and highest total of `customers_in_total_range` rows, and a histogram.
+
+    The range [lowest, highest] is cut into `buckets` equal bands (the last includes highest);
+    two aggregate queries whatever the number of customers.
+    """
+    # Paging through a report asks for the same figures again: keep them with the data version.
+    query_key = hashlib.sha1(str(matches.query).encode()).hexdigest()
+    return _cached_until_new_data(
+        f"distribution:{buckets}:{query_key}", lambda: _distribution_of_totals(matches=matches, buckets=buckets)
+    )
+
+
+def _distribution_of_totals(*, matches: QuerySet, buckets: int) -> TotalsSummary:
+    field = "total_transaction_amount"
+    span = matches.order_by().aggregate(customers=Count("customer_id"), lowest=Min(field), highest=Max(field))
+    if not span["customers"]:
+        return TotalsSummary(customers=0, lowest=None, highest=None, buckets=[])
+    lowest = Decimal(span["lowest"]).quantize(CENT)
+    highest = Decimal(span["highest"]).quantize(CENT)
+    # No band narrower than a cent; widths rounded down keep every edge at or below highest.
+    buckets = max(1, min(buckets, int((highest - lowest) / CENT)))
+    width = ((highest - lowest) / buckets).quantize(CENT, rounding=ROUND_FLOOR)
+    edges = [lowest + width * i for i in range(buckets)] + [highest]
+    counts = matches.order_by().aggregate(
+        **{
+            f"bucket_{i}": Count(
+                "customer_id",
+                filter=Q(**{f"{field}__gte": edges[i]})
+                & (Q(**{f"{field}__lte": edges[i + 1]}) if i == buckets - 1 else Q(**{f"{field}__lt": edges[i + 1]})),
+            )
+            for i in range(buckets)
+        }
+    )
+    return TotalsSummary(
+        customers=span["customers"],
+        lowest=lowest,
+        highest=highest,
+        buckets=[
+            TotalsBucket(low=edges[i], high=edges[i + 1], customers=counts[f"bucket_{i}"]) for i in range(buckets)
+        ],
+    )

@@ -1,0 +1,292 @@
+"""The dashboard in a real browser: Playwright driving Debian's Chromium against a live server.
+
+Covers what view tests can't: HTMX swaps, the upload's two progress bars, Chart.js drawing,
+downloads, and the layout at phone and desktop widths. Each test saves a screenshot of its
+page under docs/screenshots/ for the README.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import quote
+
+from django.conf import settings
+from django.contrib.staticfiles.testing import StaticLiveServerTestCase
+from django.core.cache import cache
+from django.test import override_settings
+from playwright.sync_api import expect, sync_playwright
+
+from tests.support import make_user
+
+from .helpers import ANALYST, record, store
+
+# Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test
+# itself (creating users and data) are still synchronous and safe here.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+SCREENSHOTS = Path(settings.BASE_DIR) / "docs" / "screenshots"
+PASSWORD = "a-long-test-password"  # tests.support.make_user's
+IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend", "QUEUES": ["default"]}}
+STATES = ["Punjab", "Delhi", "Karnataka"]
+PINCODES = {"Punjab": ["141001", "160001"], "Delhi": ["110001"], "Karnataka": ["560001"]}
+
+
+def sample_data() -> None:
+    """75 customers over three states and a year, enough for two pages of the range report."""
+    records = []
+    for customer_id in range(1, 76):
+        state = STATES[customer_id % 3]
+        for month in range(1, 1 + customer_id % 6 + 1):
+            records.append(record(
+                customer_id=customer_id,
+                name=f"Customer {customer_id:02d}",
+                mob_no=f"98765{customer_id:05d}",
+                transaction_amount=f"{customer_id * 37 + month * 11}.{customer_id % 100:02d}",
+                transaction_datetime=f"2024-{month:02d}-{customer_id % 28 + 1:02d}T10:00:00Z",
+                pincode=PINCODES[state][customer_id % len(PINCODES[state])],
+                state=state,
+            ))
+    store(*records)
+
+
+@override_settings(TASKS=IMMEDIATE_TASKS)
+class DashboardInBrowserTests(StaticLiveServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.playwright = sync_playwright().start()
+        cls.browser = cls.playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.browser.close()
+        cls.playwright.stop()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        cache.clear()
+        self.import_dir = Path(self.enterContext(tempfile.TemporaryDirectory(prefix="cdp-browser-imports-")))
+        self.enterContext(override_settings(CDP_IMPORT_DIR=self.import_dir))
+        make_user("analyst", permissions=ANALYST)
+        self.context = self.browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        self.context.set_default_timeout(15_000)
+        self.page = self.context.new_page()
+        self.console_errors: list[str] = []
+        self.page.on("console", self.record_console_error)
+        self.page.on("pageerror", lambda error: self.console_errors.append(str(error)))
+
+    def record_console_error(self, message) -> None:
+        # A form with errors is answered 400 on purpose; the browser logs that as a failed load.
+        if message.type == "error" and "status of 400" not in message.text:
+            self.console_errors.append(message.text)
+
+    def tearDown(self):
+        self.context.close()
+        self.assertEqual(self.console_errors, [], "the page logged JavaScript errors")
+        super().tearDown()
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        return f"{self.live_server_url}{path}"
+
+    def log_in(self, next_path: str = "/") -> None:
+        self.page.goto(self.url(next_path))
+        expect(self.page).to_have_url(self.url(f"/accounts/login/?next={quote(next_path, safe='/')}"))
+        self.page.get_by_label("Username").fill("analyst")
+        self.page.get_by_label("Password").fill(PASSWORD)
+        self.page.get_by_role("button", name="Log in").click()
+        expect(self.page).to_have_url(self.url(next_path))
+
+    def screenshot(self, name: str) -> None:
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+    def api_post(self, path: str, body: dict):
+        """The JSON API, with this browser's session cookie and CSRF token."""
+        csrf = next(cookie["value"] for cookie in self.context.cookies() if cookie["name"] == "csrftoken")
+        return self.page.request.post(
+            self.url(path), data=json.dumps(body),
+            headers={"Content-Type": "application/json", "X-CSRFToken": csrf, "Referer": self.url("/")},
+        )
+
+    def range_rows_on_page(self) -> list[tuple[int, Decimal]]:
+        rows = self.page.locator("[data-testid=range-rows] tbody tr")
+        return [
+            (int(row.locator("[data-customer-id]").get_attribute("data-customer-id")),
+             Decimal(row.locator("[data-total]").get_attribute("data-total")))
+            for row in rows.all()
+        ]
+
+    def download_csv(self, link_name: str) -> list[list[str]]:
+        with self.page.expect_download() as download_info:
+            self.page.get_by_role("link", name=link_name).click()
+        path = download_info.value.path()
+        return list(csv.reader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
+
+    # --- tests ------------------------------------------------------------------------------
+
+    def test_log_in_and_see_the_overview(self):
+        sample_data()
+        self.page.goto(self.url("/"))
+        expect(self.page.get_by_role("heading", name="Log in")).to_be_visible()
+        self.screenshot("login")
+        self.log_in()
+        expect(self.page.get_by_role("heading", name="Overview")).to_be_visible()
+        expect(self.page.get_by_test_id("total-customers")).to_have_text("75")
+        expect(self.page.locator("figure.chart.chart--drawn")).to_have_count(1)  # Chart.js drew it
+        self.screenshot("overview")
+
+    def test_upload_a_file_and_watch_both_progress_bars_reach_done(self):
+        self.log_in("/upload/")
+        header = "customer_id,name,transaction_amount,mob_no,transaction_datetime,pincode,state\n"
+        rows = "".join(
+            f"{i},Uploaded {i},{i}00.00,98765432{i:02d},2024-0{i % 9 + 1}-01T10:00:00Z,110001,Delhi\n" for i in range(1, 41)
+        )
+        bad_row = "41,Broken,-5,123,not a date,000000,\n"
+        content = (header + rows + bad_row + rows.splitlines(keepends=True)[0]).encode()
+        self.page.get_by_label("CSV or NDJSON file").set_input_files(
+            {"name": "transactions.csv", "mimeType": "text/csv", "buffer": content}
+        )
+        self.page.get_by_role("button", name="Upload and import").click()
+        upload_bar = self.page.locator("#upload-progress")
+        expect(upload_bar).to_have_attribute("data-state", "done")
+        expect(upload_bar).to_have_js_property("value", 100)
+        expect(self.page.locator("#upload-progress-text")).to_have_text("Uploaded")
+        processing_bar = self.page.locator("#processing-progress")
+        expect(processing_bar).to_have_attribute("data-state", "done")
+        self.assertEqual(processing_bar.evaluate("bar => bar.value / bar.max"), 1)
+        expect(self.page.get_by_test_id("import-state")).to_have_text("Done")
+        counts = {name: self.page.locator(f"[data-count={name}]").inner_text() for name in
+                  ("created", "duplicates", "conflicts", "rejected")}
+        self.assertEqual(counts, {"created": "40", "duplicates": "1", "conflicts": "0", "rejected": "1"})
+        rejected = self.download_csv("Download the rejected rows (CSV)")
+        self.assertEqual(rejected[0], ["line_number", "raw", "reason"])
+        self.assertEqual([row[0] for row in rejected[1:]], ["42"])
+        self.screenshot("upload")
+
+    def test_range_report_rows_match_the_api_and_export(self):
+        sample_data()
+        self.log_in("/reports/range/")
+        self.page.get_by_label("Minimum total").fill("200")
+        self.page.get_by_label("Maximum total").fill("100000")
+        self.page.get_by_label("Up to (optional)").fill("2038-01-01T00:00:00")
+        self.page.get_by_role("button", name="Run report").click()
+        expect(self.page.locator("#range-results")).to_be_visible()
+        # The query is in the address bar, so the report can be bookmarked and shared.
+        expect(self.page).to_have_url(
+            self.url("/reports/range/?min_amount=200&max_amount=100000&start=&time_period=2038-01-01T00%3A00")  # Chromium drops :00 seconds
+        )
+        query = {"min_amount": 200, "max_amount": 100000, "time_period": "2038-01-01T00:00:00"}
+        api = self.api_post("/api/query-transaction-range", {**query, "limit": 50})
+        self.assertEqual(api.status, 200)
+        expected = [(row["customer_id"], Decimal(str(row["total_transaction_amount"]))) for row in api.json()]
+        total = int(api.headers["x-total-count"])
+        self.assertGreater(total, 50)
+        self.assertEqual(self.range_rows_on_page(), expected)
+        expect(self.page.get_by_test_id("total-count")).to_have_text(f"{total} customers match.")
+        expect(self.page.locator("figure.chart.chart--drawn")).to_have_count(1)
+        self.screenshot("range-report")
+
+        self.page.get_by_role("link", name="Next →").click()
+        expect(self.page.get_by_text("Page 2 of 2", exact=True)).to_be_visible()
+        second = self.api_post("/api/query-transaction-range", {**query, "limit": 50, "offset": 50})
+        self.assertEqual(
+            self.range_rows_on_page(),
+            [(row["customer_id"], Decimal(str(row["total_transaction_amount"]))) for row in second.json()],
+        )
+
+        exported = self.download_csv("Export CSV")
+        whole = self.api_post("/api/query-transaction-range", query).json()
+        self.assertEqual(exported[0], ["customer_id", "name", "total_transaction_amount"])
+        self.assertEqual(
+            [(int(row[0]), row[1], Decimal(row[2])) for row in exported[1:]],
+            [(row["customer_id"], row["name"], Decimal(str(row["total_transaction_amount"]))) for row in whole],
+        )
+
+        # A shared link opens the same report; the layout holds at a phone's width.
+        phone = self.browser.new_context(viewport={"width": 375, "height": 800}, storage_state=self.context.storage_state())
+        try:
+            small = phone.new_page()
+            small.goto(self.page.url)
+            expect(small.get_by_text("Page 2 of 2", exact=True)).to_be_visible()
+            self.assertLessEqual(small.evaluate("document.documentElement.scrollWidth"), 375)
+            small.screenshot(path=str(SCREENSHOTS / "range-report-375.png"), full_page=True)
+        finally:
+            phone.close()
+
+    def test_validation_message_appears_next_to_the_field(self):
+        self.log_in("/reports/range/")
+        self.page.get_by_label("Minimum total").fill("500")
+        self.page.get_by_label("Maximum total").fill("100")
+        self.page.get_by_role("button", name="Run report").click()
+        error = self.page.locator("#id_max_amount_error")
+        expect(error).to_have_text("max_amount must not be less than min_amount.")
+        expect(self.page.get_by_label("Maximum total")).to_have_attribute("aria-invalid", "true")
+
+    def test_report_works_without_javascript(self):
+        sample_data()
+        context = self.browser.new_context(java_script_enabled=False)
+        try:
+            page = context.new_page()
+            page.goto(self.url("/accounts/login/?next=/reports/range/"))
+            page.get_by_label("Username").fill("analyst")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Log in").click()
+            page.get_by_label("Minimum total").fill("0")
+            page.get_by_label("Maximum total").fill("100000")
+            page.get_by_role("button", name="Run report").click()
+            expect(page.get_by_test_id("total-count")).to_have_text("75 customers match.")
+            # Without Chart.js the chart's numbers are shown as a table.
+            expect(page.locator(".chart__data caption")).to_be_visible()
+        finally:
+            context.close()
+
+    def test_state_picker_top_customers_export_and_open_a_customer(self):
+        sample_data()
+        self.log_in("/reports/top-customers/")
+        picker = self.page.get_by_label("State")
+        self.assertIn("Punjab (", picker.locator("option", has_text="Punjab").inner_text())
+        picker.select_option("Punjab")  # choosing a state runs the report at once
+        expect(self.page.locator(".pincode-card")).to_have_count(2)
+        expect(self.page).to_have_url(self.url("/reports/top-customers/?state=Punjab&limit=&start=&time_period="))
+        api = self.api_post("/api/top-customers", {"state": "Punjab"}).json()
+        for pincode, ranked in api.items():
+            card = self.page.locator(f".pincode-card[data-pincode='{pincode.removeprefix('pincode_')}']")
+            self.assertEqual(
+                [link.inner_text() for link in card.locator("tbody a").all()], [entry["name"] for entry in ranked]
+            )
+        expect(self.page.locator("figure.chart.chart--drawn")).to_have_count(2)
+        self.screenshot("top-customers")
+
+        exported = self.download_csv("Export CSV")
+        self.assertEqual(exported[0], ["pincode", "rank", "customer_id", "name", "total_transaction_amount"])
+        self.assertEqual(len(exported) - 1, sum(len(ranked) for ranked in api.values()))
+
+        first = api["pincode_141001"][0]
+        self.page.locator(".pincode-card[data-pincode='141001'] tbody a").first.click()
+        expect(self.page).to_have_url(self.url(f"/customers/{first['customer_id']}/"))
+        expect(self.page.get_by_role("heading", level=1)).to_have_text(first["name"])
+        expect(self.page.get_by_test_id("mob-no")).to_have_text("98******" + f"{first['customer_id']:02d}"[-2:])
+        expect(self.page.locator("figure.chart.chart--drawn")).to_have_count(1)
+        self.screenshot("customer")
+
+    def test_range_report_name_opens_the_customer(self):
+        sample_data()
+        self.log_in("/reports/range/?min_amount=0&max_amount=100000")
+        link = self.page.locator("[data-testid=range-rows] tbody a").first
+        name = link.inner_text()
+        link.click()
+        expect(self.page.get_by_role("heading", level=1)).to_have_text(name)

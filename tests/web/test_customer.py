@@ -1,0 +1,69 @@
+"""The customer page `/customers/<id>/`: details, totals, pincodes, months, transactions."""
+
+from __future__ import annotations
+
+from django.test import TestCase
+
+from .helpers import DashboardTestMixin, logged_in_client, record, store
+
+
+def customer_with_history(transactions: int = 3) -> None:
+    store(*[
+        record(customer_id=42, name="Meera", mob_no="9876543210", transaction_amount="100.00",
+               transaction_datetime=f"2024-{1 + i % 12:02d}-{1 + i // 12:02d}T08:00:00Z",
+               pincode="560001" if i % 2 else "110001", state="Karnataka" if i % 2 else "Delhi")
+        for i in range(transactions)
+    ])
+
+
+class CustomerPageTests(DashboardTestMixin, TestCase):
+    def test_details_totals_pincodes_and_months(self):
+        customer_with_history(3)
+        response = self.client.get("/customers/42/")
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, "<h1>Meera</h1>", html=True)
+        self.assertContains(response, '<dd data-testid="customer-total">300.00</dd>', html=True)
+        self.assertEqual(
+            [(row["pincode"], row["state"], row["transaction_count"]) for row in response.context["pincodes"]],
+            [("110001", "Delhi", 2), ("560001", "Karnataka", 1)],
+        )
+        self.assertEqual([m.month.isoformat() for m in response.context["months"]], ["2024-01-01", "2024-02-01", "2024-03-01"])
+        self.assertContains(response, '<th scope="row">2024-02</th>', html=False)
+        self.assertContains(response, "Transactions <span class=\"count\">(3)</span>", html=False)
+
+    def test_mobile_number_is_masked_without_the_pii_permission(self):
+        customer_with_history(1)
+        response = self.client.get("/customers/42/")
+        self.assertContains(response, '<dd data-testid="mob-no">98******10</dd>', html=True)
+        self.assertNotContains(response, "9876543210")
+
+    def test_mobile_number_is_whole_with_the_pii_permission(self):
+        customer_with_history(1)
+        client = logged_in_client("operator", permissions=("view_transaction", "view_pii"))
+        self.assertContains(client.get("/customers/42/"), '<dd data-testid="mob-no">9876543210</dd>', html=True)
+
+    def test_transactions_are_paginated_newest_first_and_htmx_gets_the_list_only(self):
+        customer_with_history(60)
+        response = self.client.get("/customers/42/")
+        page = response.context["transactions"]
+        self.assertEqual((len(page.object_list), page.paginator.count), (50, 60))
+        self.assertEqual(page.object_list[0].transaction_datetime.isoformat(), "2024-12-05T08:00:00+00:00")
+        second = self.htmx_get("/customers/42/", {"page": "2"})
+        self.assertTemplateUsed(second, "web/_customer_transactions.html")
+        self.assertNotContains(second, "<html")
+        self.assertNotIn("pincodes", second.context)
+        self.assertEqual(len(second.context["transactions"].object_list), 10)
+        self.assertContains(second, "Page 2 of 2")
+
+    def test_unknown_customer_is_404(self):
+        self.assertEqual(self.client.get("/customers/999/").status_code, 404)
+
+    def test_permission_is_required(self):
+        customer_with_history(1)
+        self.assertEqual(logged_in_client("none", permissions=()).get("/customers/42/").status_code, 403)
+
+    def test_name_is_escaped(self):
+        store(record(customer_id=5, name="<script>alert(1)</script>"))
+        response = self.client.get("/customers/5/")
+        self.assertNotContains(response, "<script>alert(1)")
+        self.assertContains(response, "&lt;script&gt;alert(1)&lt;/script&gt;")

@@ -1,0 +1,88 @@
+"""The overview page `/`: totals, amount per month, latest imports; login and permission."""
+
+from __future__ import annotations
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import TestCase
+
+from tests.support import make_user
+from transactions import services
+
+from .helpers import VIEWER, DashboardTestMixin, logged_in_client, record, store
+
+
+class OverviewPageTests(DashboardTestMixin, TestCase):
+    def test_anonymous_user_is_sent_to_login(self):
+        self.client.logout()
+        response = self.client.get("/")
+        self.assertRedirects(response, "/accounts/login/?next=/", fetch_redirect_response=False)
+
+    def test_user_without_view_permission_gets_403(self):
+        client = logged_in_client("nobody", permissions=())
+        response = client.get("/")
+        self.assertEqual(response.status_code, 403)
+        self.assertContains(response, "Not allowed", status_code=403)
+
+    def test_empty_database_says_so(self):
+        response = self.client.get("/")
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, "No transactions stored yet.")
+        self.assertContains(response, "No imports yet.")
+        self.assertEqual(response.context["totals"].transactions, 0)
+
+    def test_totals_and_months_come_from_the_stored_transactions(self):
+        store(
+            record(customer_id=1, transaction_amount="100.50", transaction_datetime="2024-01-05T10:00:00Z"),
+            record(customer_id=1, transaction_amount="200.00", transaction_datetime="2024-01-31T23:59:59Z",
+                   pincode="141001", state="Punjab"),
+            record(customer_id=2, transaction_amount="50.25", transaction_datetime="2024-03-01T00:00:00Z"),
+        )
+        response = self.client.get("/")
+        totals = response.context["totals"]
+        self.assertEqual(
+            (totals.transactions, totals.customers, str(totals.total_amount), totals.states, totals.pincodes),
+            (3, 2, "350.75", 2, 2),
+        )
+        self.assertEqual(totals.newest_transaction.isoformat(), "2024-03-01T00:00:00+00:00")
+        months = [(m.month.isoformat(), m.transactions, str(m.total_amount)) for m in response.context["months"]]
+        self.assertEqual(months, [("2024-01-01", 2, "300.50"), ("2024-03-01", 1, "50.25")])
+        # The chart's numbers are also in a table.
+        self.assertContains(response, '<th scope="row">2024-01</th><td class="num" data-value="300.50">300.50</td>', html=False)
+        self.assertContains(response, "350.75")
+        self.assertContains(response, "2024-03-01 00:00 UTC")
+
+    def test_new_transactions_show_at_once_despite_the_month_cache(self):
+        store(record(customer_id=1, transaction_datetime="2024-01-05T10:00:00Z"))
+        self.client.get("/")
+        store(record(customer_id=1, transaction_datetime="2024-02-05T10:00:00Z"))
+        months = [m.month.isoformat() for m in self.client.get("/").context["months"]]
+        self.assertEqual(months, ["2024-01-01", "2024-02-01"])
+
+    def test_latest_imports_are_the_users_own_with_their_state(self):
+        owner = make_user("uploader")
+        other = make_user("someone-else")
+        with self.captureOnCommitCallbacks(execute=False):
+            services.start_import(owner=owner, uploaded_file=SimpleUploadedFile("mine.csv", b"customer_id\n"))
+            services.start_import(owner=other, uploaded_file=SimpleUploadedFile("theirs.csv", b"customer_id\n"))
+        client = self.client
+        client.force_login(owner)
+        response = client.get("/")
+        self.assertContains(response, "mine.csv")
+        self.assertContains(response, '<span class="status status--queued">Queued</span>', html=True)
+        self.assertNotContains(response, "theirs.csv")
+
+    def test_viewer_without_upload_permission_has_no_upload_link(self):
+        client = logged_in_client("viewer", permissions=VIEWER)
+        response = client.get("/")
+        self.assertEqual(response.status_code, 200)
+        self.assertNotContains(response, 'href="/upload/"')
+
+    def test_user_text_is_escaped(self):
+        with self.captureOnCommitCallbacks(execute=False):
+            services.start_import(
+                owner=make_user("x", permissions=VIEWER), uploaded_file=SimpleUploadedFile("<script>x.csv", b"")
+            )
+        client = logged_in_client("staff", permissions=VIEWER, is_staff=True)
+        response = client.get("/")
+        self.assertNotContains(response, "<script>x")
+        self.assertContains(response, "&lt;script&gt;x.csv")

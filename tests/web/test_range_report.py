@@ -1,0 +1,173 @@
+"""The range report `/reports/range/`: same rules and answer as the API, paginated, exported."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+
+from django.test import TestCase
+
+from tests.support import token_client
+
+from .helpers import DashboardTestMixin, logged_in_client, record, store
+
+URL = "/reports/range/"
+
+
+def many_customers(count: int) -> None:
+    """Customers 1..count with totals 10.00, 20.00, ... (customer i spent i * 10)."""
+    store(*[
+        record(customer_id=i, name=f"customer {i}", transaction_amount=f"{i * 10}.00",
+               transaction_datetime="2024-05-01T12:00:00Z")
+        for i in range(1, count + 1)
+    ])
+
+
+class RangeReportPageTests(DashboardTestMixin, TestCase):
+    def test_without_a_query_only_the_form_is_shown(self):
+        response = self.client.get(URL)
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, '<label for="id_min_amount">Minimum total:</label>', html=True)
+        self.assertContains(response, 'name="time_period"')
+        self.assertNotContains(response, "Results")
+
+    def test_permission_is_required(self):
+        response = logged_in_client("uploader-only", permissions=("add_transaction",)).get(URL)
+        self.assertEqual(response.status_code, 403)
+        self.client.logout()
+        self.assertRedirects(self.client.get(URL), f"/accounts/login/?next={URL}", fetch_redirect_response=False)
+
+    def test_matches_are_listed_biggest_first_with_links_and_the_total_count(self):
+        store(
+            record(customer_id=7, name="Asha <Iyer>", transaction_amount="500.00"),
+            record(customer_id=8, name="Bela", transaction_amount="300.00"),
+            record(customer_id=9, name="Chand", transaction_amount="100.00"),
+        )
+        response = self.client.get(URL, {"min_amount": "200", "max_amount": "1000"})
+        self.assertEqual(response.status_code, 200)
+        rows = [(row["customer_id"], row["name"], row["total_transaction_amount"]) for row in response.context["page"]]
+        self.assertEqual(rows, [(7, "Asha <Iyer>", Decimal("500.00")), (8, "Bela", Decimal("300.00"))])
+        self.assertContains(response, "2 customers match.")
+        self.assertContains(response, '<a href="/customers/7/">Asha &lt;Iyer&gt;</a>', html=True)
+        self.assertContains(response, "<html", count=1)  # the whole page, not the partial
+
+    def test_htmx_request_gets_the_partial(self):
+        store(record(customer_id=7, transaction_amount="500.00"))
+        response = self.htmx_get(URL, {"min_amount": "0", "max_amount": "1000"})
+        self.assertEqual(response.status_code, 200)
+        self.assertTemplateUsed(response, "web/reports/_range_report.html")
+        self.assertNotContains(response, "<html")
+        self.assertContains(response, '<div id="range-report">')
+        self.assertContains(response, "1 customer matches.")
+
+    def test_fifty_rows_a_page_and_the_query_kept_in_page_links(self):
+        many_customers(120)
+        response = self.client.get(URL, {"min_amount": "0", "max_amount": "100000"})
+        page = response.context["page"]
+        self.assertEqual((len(page.object_list), page.paginator.count, page.paginator.num_pages), (50, 120, 3))
+        self.assertContains(response, "120 customers match.")
+        self.assertContains(response, 'href="/reports/range/?min_amount=0&amp;max_amount=100000&amp;page=2"')
+        last = self.client.get(URL, {"min_amount": "0", "max_amount": "100000", "page": "3"})
+        self.assertEqual([row["customer_id"] for row in last.context["page"]], list(range(20, 0, -1)))
+        self.assertContains(last, '<td class="num">101</td>', html=True)  # numbered across pages
+
+    def test_the_distribution_counts_every_match_once(self):
+        many_customers(120)
+        summary = self.client.get(URL, {"min_amount": "0", "max_amount": "100000"}).context["summary"]
+        self.assertEqual((summary.lowest, summary.highest), (Decimal("10.00"), Decimal("1200.00")))
+        self.assertEqual(len(summary.buckets), 10)
+        self.assertEqual(sum(bucket.customers for bucket in summary.buckets), 120)
+        self.assertEqual([bucket.customers for bucket in summary.buckets], [12] * 10)
+
+    def test_a_window_sums_only_the_transactions_inside_it(self):
+        store(
+            record(customer_id=1, name="early", transaction_amount="100.00", transaction_datetime="2024-01-01T00:00:00Z"),
+            record(customer_id=1, name="early", transaction_amount="900.00", transaction_datetime="2024-06-01T00:00:00Z"),
+            record(customer_id=2, name="late", transaction_amount="150.00", transaction_datetime="2024-07-01T00:00:00Z"),
+        )
+        response = self.client.get(
+            URL, {"min_amount": "50", "max_amount": "500", "start": "2023-12-31T00:00:00", "time_period": "2024-03-01T00:00:00"}
+        )
+        rows = [(row["customer_id"], row["total_transaction_amount"]) for row in response.context["page"]]
+        self.assertEqual(rows, [(1, Decimal("100.00"))])
+        # The window's values go back into the inputs, as datetime-local shows them.
+        self.assertContains(response, 'value="2024-03-01T00:00:00"')
+
+    def test_empty_result_says_so_plainly(self):
+        store(record(customer_id=1, transaction_amount="10.00"))
+        response = self.client.get(URL, {"min_amount": "5000", "max_amount": "9000"})
+        self.assertContains(response, "0 customers match.")
+        self.assertContains(response, "No customer's total lies between 5,000.00 and 9,000.00 in this window.")
+        self.assertNotContains(response, "Export CSV")
+
+    def test_validation_messages_are_the_apis_and_sit_next_to_their_field(self):
+        response = self.client.get(URL, {"min_amount": "500", "max_amount": "100"})
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(response.context["form"].errors, {"max_amount": ["max_amount must not be less than min_amount."]})
+        api = token_client(self.make_api_user()).post(
+            "/api/query-transaction-range", {"min_amount": 500, "max_amount": 100}, format="json"
+        )
+        self.assertEqual(json.loads(api.content), {"max_amount": ["max_amount must not be less than min_amount."]})
+        self.assertContains(
+            response,
+            '<ul class="errorlist" id="id_max_amount_error"><li>max_amount must not be less than min_amount.</li></ul>',
+            status_code=400,
+            html=True,
+        )
+        self.assertContains(response, 'aria-invalid="true"', status_code=400)
+
+    def test_each_bad_field_gets_its_message(self):
+        response = self.client.get(URL, {"min_amount": "ten", "max_amount": "1.005", "start": "yesterday"})
+        self.assertEqual(
+            response.context["form"].errors,
+            {
+                "min_amount": ["Enter an amount as a number, e.g. 1500.75."],
+                "max_amount": ["Enter an amount with at most 2 decimal places."],
+                "start": ["Enter an ISO 8601 datetime, e.g. 2024-09-24T15:30:00 or 2024-09-24T21:00:00+05:30."],
+            },
+        )
+
+    def test_missing_bounds_are_required(self):
+        response = self.htmx_get(URL, {"min_amount": "", "max_amount": "", "start": ""})
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(
+            response.context["form"].errors,
+            {"min_amount": ["This field is required."], "max_amount": ["This field is required."]},
+        )
+        self.assertContains(response, '<div id="range-report">', status_code=400)
+
+    def test_start_after_the_end_is_refused(self):
+        response = self.client.get(
+            URL, {"min_amount": "0", "max_amount": "1", "start": "2024-02-01T00:00", "time_period": "2024-01-01T00:00"}
+        )
+        self.assertEqual(response.context["form"].errors, {"start": ["start must not be after time_period."]})
+
+    def make_api_user(self):
+        from tests.support import make_user
+
+        return make_user("api")
+
+
+class RangeReportExportTests(DashboardTestMixin, TestCase):
+    def test_export_streams_every_match_not_just_a_page(self):
+        many_customers(120)
+        response = self.client.get(URL + "export.csv", {"min_amount": "15", "max_amount": "100000", "page": "2"})
+        self.assertEqual(response.status_code, 200)
+        self.assertTrue(response.streaming)
+        self.assertEqual(response["Content-Type"], "text/csv; charset=utf-8")
+        self.assertEqual(response["Content-Disposition"], 'attachment; filename="range-report.csv"')
+        rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+        self.assertEqual(rows[0], ["customer_id", "name", "total_transaction_amount"])
+        self.assertEqual(len(rows), 1 + 119)
+        self.assertEqual(rows[1], ["120", "customer 120", "1200.00"])
+        self.assertEqual(rows[-1], ["2", "customer 2", "20.00"])
+
+    def test_invalid_export_goes_back_to_the_form(self):
+        response = self.client.get(URL + "export.csv", {"min_amount": "9", "max_amount": "1"})
+        self.assertRedirects(response, URL + "?min_amount=9&max_amount=1", fetch_redirect_response=False)
+
+    def test_export_needs_the_view_permission(self):
+        client = logged_in_client("nope", permissions=())
+        self.assertEqual(client.get(URL + "export.csv", {"min_amount": "0", "max_amount": "1"}).status_code, 403)

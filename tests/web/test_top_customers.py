@@ -1,0 +1,106 @@
+"""Top customers `/reports/top-customers/`: state picker from the data, one card per pincode."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+
+from django.test import TestCase
+
+from .helpers import DashboardTestMixin, logged_in_client, record, store
+
+URL = "/reports/top-customers/"
+
+
+def punjab_and_delhi() -> None:
+    store(
+        record(customer_id=1, name="Gurpreet", transaction_amount="900.00", pincode="141001", state="Punjab"),
+        record(customer_id=2, name="Harjit", transaction_amount="400.00", pincode="141001", state="Punjab"),
+        record(customer_id=3, name="Inder <b>", transaction_amount="700.00", pincode="141001", state="Punjab"),
+        record(customer_id=2, name="Harjit", transaction_amount="50.00", pincode="160001", state="Punjab",
+               transaction_datetime="2024-10-01T00:00:00Z"),
+        record(customer_id=4, name="Deepa", transaction_amount="10.00", pincode="110001", state="Delhi"),
+    )
+
+
+class TopCustomersPageTests(DashboardTestMixin, TestCase):
+    def test_state_picker_lists_the_states_with_their_counts(self):
+        punjab_and_delhi()
+        response = self.client.get(URL)
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, '<label for="id_state">State:</label>', html=True)
+        self.assertContains(response, '<option value="Delhi">Delhi (1 transactions, 1 pincodes)</option>', html=True)
+        self.assertContains(response, '<option value="Punjab">Punjab (4 transactions, 2 pincodes)</option>', html=True)
+        self.assertNotContains(response, "top-customers-results")
+
+    def test_one_card_per_pincode_with_ranked_customers(self):
+        punjab_and_delhi()
+        response = self.client.get(URL, {"state": "punjab", "limit": "2"})
+        by_pincode = response.context["by_pincode"]
+        self.assertEqual(
+            {pincode: [(e.customer_id, e.total_transaction_amount) for e in ranked] for pincode, ranked in by_pincode.items()},
+            {"141001": [(1, Decimal("900.00")), (3, Decimal("700.00"))], "160001": [(2, Decimal("50.00"))]},
+        )
+        self.assertContains(response, '<h3 id="pincode-141001">Pincode 141001</h3>', html=True)
+        self.assertContains(response, '<a href="/customers/3/">Inder &lt;b&gt;</a>', html=True)
+        self.assertContains(response, "2 pincodes")
+        # The state typed in another case is shown selected in its stored spelling.
+        self.assertContains(response, '<option value="Punjab" selected>', html=False)
+
+    def test_htmx_request_gets_the_partial(self):
+        punjab_and_delhi()
+        response = self.htmx_get(URL, {"state": "Delhi"})
+        self.assertTemplateUsed(response, "web/reports/_top_customers_report.html")
+        self.assertNotContains(response, "<html")
+        self.assertContains(response, '<div id="top-customers-report">')
+        self.assertContains(response, "Pincode 110001")
+
+    def test_a_state_without_transactions_says_so(self):
+        punjab_and_delhi()
+        response = self.client.get(URL, {"state": "Goa"})
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, "No transactions in Goa.")
+        self.assertContains(response, '<option value="Goa" selected>Goa</option>', html=True)
+
+    def test_a_window_limits_the_totals(self):
+        punjab_and_delhi()
+        response = self.client.get(URL, {"state": "Punjab", "start": "2024-09-30T00:00:00"})
+        self.assertEqual(list(response.context["by_pincode"]), ["160001"])
+        response = self.client.get(URL, {"state": "Punjab", "time_period": "2020-01-01T00:00:00"})
+        self.assertContains(response, "No transactions in Punjab in this window.")
+
+    def test_validation_uses_the_apis_rules(self):
+        response = self.client.get(URL, {"state": "  ", "limit": "101"})
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(
+            response.context["form"].errors,
+            {"state": ["This field is required."], "limit": ["Ensure this value is less than or equal to 100."]},
+        )
+        self.assertContains(response, '<ul class="errorlist" id="id_limit_error">', status_code=400)
+
+    def test_permission_is_required(self):
+        self.assertEqual(logged_in_client("no-perms", permissions=()).get(URL).status_code, 403)
+
+    def test_no_data_says_there_are_no_states(self):
+        self.assertContains(self.client.get(URL), "No transactions are stored yet")
+
+    def test_export_lists_every_pincode_and_rank(self):
+        punjab_and_delhi()
+        response = self.client.get(URL + "export.csv", {"state": "Punjab"})
+        self.assertEqual(response["Content-Disposition"], 'attachment; filename="top-customers.csv"')
+        rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+        self.assertEqual(
+            rows,
+            [
+                ["pincode", "rank", "customer_id", "name", "total_transaction_amount"],
+                ["141001", "1", "1", "Gurpreet", "900.00"],
+                ["141001", "2", "3", "Inder <b>", "700.00"],
+                ["141001", "3", "2", "Harjit", "400.00"],
+                ["160001", "1", "2", "Harjit", "50.00"],
+            ],
+        )
+
+    def test_invalid_export_goes_back_to_the_form(self):
+        response = self.client.get(URL + "export.csv", {"state": ""})
+        self.assertRedirects(response, URL + "?state=", fetch_redirect_response=False)

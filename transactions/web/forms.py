@@ -1,0 +1,144 @@
+"""The dashboard's forms: HTML fields in front of the API's own query rules.
+
+A report form declares only how its fields look (labels, widgets, help). Its validation is the
+API's request serializer run on the submitted values, so the page and
+``POST /api/query-transaction-range`` accept and refuse exactly the same queries with the
+same messages; each message is shown next to the field it belongs to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from transactions import services, validation
+from transactions.api.serializers import TopCustomersQuerySerializer, TransactionRangeQuerySerializer
+from transactions.models import ImportJob
+
+
+class DateTimeLocalInput(forms.DateTimeInput):
+    """``<input type="datetime-local">`` showing a valid ISO value as UTC without its offset."""
+
+    input_type = "datetime-local"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs={"step": "1", **(attrs or {})})
+
+    def format_value(self, value):
+        if isinstance(value, str) and value.strip():
+            try:
+                value = validation.clean_datetime(value)
+            except ValidationError:
+                return value  # shown back as sent, with the field's error beside it
+        if isinstance(value, dt.datetime):
+            return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return value
+
+
+def _amount_input(placeholder: str) -> forms.NumberInput:
+    return forms.NumberInput(attrs={"step": "0.01", "min": "0", "inputmode": "decimal", "placeholder": placeholder})
+
+
+WINDOW_HELP = "UTC. Leave empty for "
+
+
+class SerializerRulesForm(forms.Form):
+    """A form whose ``clean()`` is a DRF serializer: the one place the query rules live.
+
+    Fields are plain optional text fields; a missing value is left out of the serializer's
+    input, so the serializer decides what is required and what defaults apply.
+    ``cleaned_data`` holds the serializer's validated values.
+    """
+
+    serializer_class: type
+
+    def clean(self):
+        submitted = {
+            name: value for name, value in self.data.items() if name in self.fields and str(value).strip() != ""
+        }
+        query = self.serializer_class(data=submitted)
+        if query.is_valid():
+            return dict(query.validated_data)
+        for field, messages in query.errors.items():
+            for message in messages:
+                self.add_error(field if field in self.fields else None, str(message))
+        return {}
+
+
+class TransactionRangeForm(SerializerRulesForm):
+    serializer_class = TransactionRangeQuerySerializer
+
+    min_amount = forms.CharField(label="Minimum total", required=False, widget=_amount_input("e.g. 50000"))
+    max_amount = forms.CharField(label="Maximum total", required=False, widget=_amount_input("e.g. 200000"))
+    start = forms.CharField(
+        label="From (optional)", required=False, widget=DateTimeLocalInput(), help_text=WINDOW_HELP + "all time."
+    )
+    time_period = forms.CharField(
+        label="Up to (optional)", required=False, widget=DateTimeLocalInput(), help_text=WINDOW_HELP + "now."
+    )
+
+
+class TopCustomersForm(SerializerRulesForm):
+    serializer_class = TopCustomersQuerySerializer
+
+    state = forms.CharField(label="State", required=False, widget=forms.Select())
+    limit = forms.CharField(
+        label="Customers per pincode",
+        required=False,
+        widget=forms.NumberInput(attrs={"min": "1", "max": "100", "placeholder": "5"}),
+        help_text="1 to 100; 5 when empty.",
+    )
+    start = forms.CharField(
+        label="From (optional)", required=False, widget=DateTimeLocalInput(), help_text=WINDOW_HELP + "all time."
+    )
+    time_period = forms.CharField(
+        label="Up to (optional)", required=False, widget=DateTimeLocalInput(), help_text=WINDOW_HELP + "all time."
+    )
+
+    def __init__(self, *args, states=(), **kwargs):
+        """`states` are ``selectors.StateCount`` rows: the picker offers each with its counts."""
+        super().__init__(*args, **kwargs)
+        choices = [("", "Choose a state")] + [
+            (row.state, f"{row.state} ({row.transactions:,} transactions, {row.pincodes:,} pincodes)")
+            for row in states
+        ]
+        sent = self.data.get("state", "") if self.is_bound else ""
+        if sent and sent not in {value for value, _ in choices}:
+            # States match case-insensitively; show the stored spelling, or keep a state the
+            # data doesn't know as an option so the page says plainly it has no transactions.
+            spelled = {validation.state_key_for(value): value for value, _ in choices if value}
+            key = validation.state_key_for(" ".join(sent.split())) if sent.strip() else ""
+            if key in spelled:
+                self.data = self.data.copy()
+                self.data["state"] = spelled[key]
+            else:
+                choices.append((sent, sent))
+        self.fields["state"].widget.choices = choices
+
+
+class ImportUploadForm(forms.Form):
+    """The file of an import; the format comes from the name unless chosen (as in the API)."""
+
+    file = forms.FileField(
+        label="CSV or NDJSON file",
+        allow_empty_file=True,
+        help_text="A CSV file with a header row naming the seven fields, or NDJSON (one JSON record a line).",
+        widget=forms.FileInput(attrs={"accept": ".csv,.ndjson,.jsonl,text/csv,application/x-ndjson"}),
+    )
+    format = forms.ChoiceField(
+        label="Format",
+        required=False,
+        choices=[("", "From the file name")] + list(ImportJob.Format.choices),
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        upload = cleaned.get("file")
+        if upload is not None and not cleaned.get("format"):
+            try:
+                cleaned["format"] = services.import_format_for(upload.name)
+            except ValueError as exc:
+                self.add_error("format", str(exc))
+        return cleaned
