@@ -6,18 +6,16 @@ step in the same database transaction; django-simple-history records who changed
 
 from __future__ import annotations
 
-import csv
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import StreamingHttpResponse
 from django.utils.functional import cached_property
 from simple_history.admin import SimpleHistoryAdmin
 
 from . import services, validation
+from .csv_download import csv_download
 from .models import Customer, ImportJob, Transaction
 from .privacy import can_view_pii, mob_no_for
 
@@ -30,11 +28,6 @@ class CappedCountPaginator(Paginator):
     @cached_property
     def count(self):
         return self.object_list[: COUNT_LIMIT + 1].count()
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
 
 
 def _text_field(label: str, help_text: str = "") -> forms.CharField:
@@ -239,20 +232,16 @@ class TransactionAdmin(CustomerSearchMixin, SimpleHistoryAdmin):
 
     @admin.action(description="Export the selected transactions as CSV")
     def export_as_csv(self, request, queryset):
-        writer = csv.writer(_Echo(), lineterminator="\n")
         columns = ["id", "customer_id", "name", "mob_no", "transaction_amount", "transaction_datetime", "pincode", "state"]
 
-        def lines():
-            yield writer.writerow(columns)
+        def rows():
             for row in queryset.order_by("pk").values_list(*columns).iterator(chunk_size=2000):
                 row = list(row)
                 row[3] = mob_no_for(request.user, row[3])
                 row[5] = row[5].isoformat()
-                yield writer.writerow(row)
+                yield row
 
-        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="transactions.csv"'
-        return response
+        return csv_download(file_name="transactions.csv", header=columns, rows=rows())
 
 
 @admin.register(Customer)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-
 from django.conf import settings
-from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -16,6 +13,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from transactions import selectors, services
+from transactions.csv_download import csv_download
 from transactions.models import ImportJob
 
 from .exceptions import RequestBodyTooLarge
@@ -115,11 +113,6 @@ class ImportDetailView(APIView):
         return Response(ImportJobSerializer(job, context={"request": request}).data)
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 class ImportRejectedRowsView(APIView):
     permission_classes = [IsAuthenticated]
 
@@ -131,13 +124,8 @@ class ImportRejectedRowsView(APIView):
     )
     def get(self, request, job_id: int):
         job = get_object_or_404(selectors.imports_visible_to(user=request.user), pk=job_id)
-        writer = csv.writer(_Echo(), lineterminator="\n")
-
-        def lines():
-            yield writer.writerow(["line_number", "raw", "reason"])
-            for row in selectors.rejected_rows_of(job=job):
-                yield writer.writerow(row)
-
-        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-rejected.csv"'
-        return response
+        return csv_download(
+            file_name=f"import-{job.pk}-rejected.csv",
+            header=["line_number", "raw", "reason"],
+            rows=selectors.rejected_rows_of(job=job),
+        )

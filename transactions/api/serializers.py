@@ -6,6 +6,7 @@ query bodies and the OpenAPI schema) and never restate them.
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -16,6 +17,8 @@ from transactions import validation
 from transactions.privacy import mob_no_for
 
 MAX_AMOUNT_BOUND = Decimal("999999999999999999.99")  # the largest total a customer can hold
+# What ``validation.clean_decimal`` accepts as a numeric string (the range is checked after).
+NUMERIC_STRING_PATTERN = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 
 
 class _RuleField(serializers.Field):
@@ -34,7 +37,19 @@ class _RuleField(serializers.Field):
         return value
 
 
-@extend_schema_field({"type": "integer", "format": "int64", "minimum": 1, "maximum": validation.MAX_CUSTOMER_ID})
+# The schemas below spell out the alternatives shared/API.md accepts (a customer id as a string
+# of digits, an amount as a numeric string, a pincode as an integer), so that a client or a
+# fuzzer reading the schema knows them. Rules JSON Schema can't say (at most 2 decimal places
+# of a binary float, 7-15 digits once separators are stripped, years 1000-9999) stay in
+# ``validation`` and answer 400.
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "format": "int64", "minimum": 1, "maximum": validation.MAX_CUSTOMER_ID},
+            {"type": "string", "pattern": r"^\s*[0-9]{1,19}\s*$"},
+        ]
+    }
+)
 class CustomerIdField(_RuleField):
     def clean(self, value):
         return validation.clean_customer_id(value)
@@ -47,14 +62,33 @@ class NameField(_RuleField):
 
 
 @extend_schema_field(
-    {"type": "number", "exclusiveMinimum": 0, "maximum": float(validation.MAX_TRANSACTION_AMOUNT), "multipleOf": 0.01}
+    {
+        "oneOf": [
+            # OpenAPI 3.0 (JSON Schema draft 4): exclusiveMinimum is a flag on minimum.
+            {
+                "type": "number",
+                "minimum": 0,
+                "exclusiveMinimum": True,
+                "maximum": float(validation.MAX_TRANSACTION_AMOUNT),
+                "multipleOf": 0.01,
+            },
+            {"type": "string", "pattern": NUMERIC_STRING_PATTERN},
+        ]
+    }
 )
 class TransactionAmountField(_RuleField):
     def clean(self, value):
         return validation.clean_transaction_amount(value)
 
 
-@extend_schema_field({"type": "string", "example": "+91 98765-43210"})
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "pattern": r"^\s*[ -]*\+?([ -]*[0-9]){7,15}[ -]*\s*$", "example": "+91 98765-43210"},
+            {"type": "integer", "minimum": 10**6, "maximum": 10**15 - 1},
+        ]
+    }
+)
 class MobileNumberField(_RuleField):
     def clean(self, value):
         return validation.clean_mob_no(value)
@@ -69,7 +103,9 @@ class UtcDateTimeField(_RuleField):
         return value.isoformat().replace("+00:00", "Z")
 
 
-@extend_schema_field({"type": "string", "pattern": "^[1-9][0-9]{5}$"})
+@extend_schema_field(
+    {"oneOf": [{"type": "string", "pattern": r"^\s*[1-9][0-9]{5}\s*$"}, {"type": "integer", "minimum": 100000, "maximum": 999999}]}
+)
 class PincodeField(_RuleField):
     def clean(self, value):
         return validation.clean_pincode(value)
@@ -81,7 +117,15 @@ class StateField(_RuleField):
         return validation.clean_state(value)
 
 
-@extend_schema_field({"type": "number", "minimum": 0, "maximum": float(MAX_AMOUNT_BOUND)})
+@extend_schema_field(
+    {
+        "oneOf": [
+            # The largest float not above the bound: float(MAX_AMOUNT_BOUND) rounds up to 1e18.
+            {"type": "number", "minimum": 0, "maximum": math.nextafter(float(MAX_AMOUNT_BOUND), 0)},
+            {"type": "string", "pattern": NUMERIC_STRING_PATTERN},
+        ]
+    }
+)
 class AmountBoundField(_RuleField):
     def clean(self, value):
         amount = validation.clean_decimal(value, what="an amount")
@@ -141,7 +185,9 @@ class TransactionRangeQuerySerializer(_WindowSerializer):
     min_amount = AmountBoundField()
     max_amount = AmountBoundField()
     limit = serializers.IntegerField(required=False, min_value=1, max_value=10_000)
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    # Capped at the largest SQL BIGINT: a larger OFFSET is an error in the database, which
+    # would only surface once the answer is being streamed.
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1, default=0)
 
     def validate(self, attrs):
         attrs = super().validate(attrs)

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
@@ -17,6 +18,8 @@ from rest_framework.views import APIView
 from transactions import selectors, services
 from transactions.validation import RecordInvalid, parse_transaction_record
 
+from .exceptions import DatabaseUnavailable
+from .middleware import RETRY_AFTER_SECONDS
 from .json_codec import decimal_as_json_number, dumps_exact
 from .permissions import CanIngestTransactions, CanViewTransactions
 from .serializers import (
@@ -61,7 +64,11 @@ class IngestTransactionsView(APIView):
         responses={
             201: IngestSingleResultSerializer,
             200: OpenApiResponse(
-                IngestBatchResultSerializer,
+                PolymorphicProxySerializer(
+                    component_name="IngestBatchOrDuplicateResult",
+                    serializers=[IngestBatchResultSerializer, IngestSingleResultSerializer],
+                    resource_type_field_name=None,
+                ),
                 description="A batch (counts and one result per record), or a single duplicate.",
             ),
             400: OpenApiResponse(description="Invalid record(s); for a batch, errors keyed by index."),
@@ -218,6 +225,17 @@ class TopCustomersView(APIView):
         )
 
 
+HEALTH_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "database": {"type": "string", "enum": ["ok", "unreachable"]},
+        "detail": {"type": "string"},
+    },
+    "required": ["status", "database"],
+}
+
+
 class HealthView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -226,13 +244,25 @@ class HealthView(APIView):
     @extend_schema(
         summary="Liveness of the service and its database",
         request=None,
-        responses={200: OpenApiResponse(description='{"status": "ok", "database": "ok"}'), 503: OpenApiResponse(description="Database unreachable.")},
+        responses={
+            200: OpenApiResponse(HEALTH_SCHEMA, description='{"status": "ok", "database": "ok"}'),
+            503: OpenApiResponse(HEALTH_SCHEMA, description="Database unreachable."),
+        },
     )
     def get(self, request):
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
         except Exception:  # any failure to reach the database means "not healthy"
-            return Response({"status": "unavailable", "database": "unreachable"}, status=503)
+            return Response(
+                {"status": "unavailable", "database": "unreachable", "detail": DatabaseUnavailable.default_detail},
+                status=503,
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
         return Response({"status": "ok", "database": "ok"})
 
+
+
+@csrf_exempt  # any method gets the 404, not a CSRF failure first
+def api_not_found(request, *args, **kwargs):
+    return JsonResponse({"detail": "Not found."}, status=404)

@@ -7,19 +7,17 @@ service, and renders one page template, or only that page's partial when HTMX as
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable, Iterator
-
 from django.conf import settings
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views import View
 
 from transactions import selectors, services
+from transactions.csv_download import csv_download
 from transactions.privacy import mob_no_for
 
 from .forms import ImportUploadForm, TopCustomersForm, TransactionRangeForm
@@ -50,26 +48,6 @@ def _page_of(request, rows, *, count: int | None = None):
         # Already counted with the report's other figures; Paginator would count again.
         paginator.count = count
     return paginator.get_page(request.GET.get("page"))
-
-
-class _Echo:
-    """A file-like object whose write() hands back the line, for csv.writer in a stream."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_download(*, file_name: str, header: list[str], rows: Iterable[Iterable]) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo(), lineterminator="\n")
-
-    def lines() -> Iterator[str]:
-        yield writer.writerow(header)
-        for row in rows:
-            yield writer.writerow(row)
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{file_name}"'
-    return response
 
 
 class OverviewView(DashboardView):
@@ -134,7 +112,7 @@ class RangeReportExportView(DashboardView):
             (row["customer_id"], row["name"], row["total_transaction_amount"])
             for row in _range_matches(form.cleaned_data).iterator(chunk_size=2000)
         )
-        return _csv_download(
+        return csv_download(
             file_name="range-report.csv", header=["customer_id", "name", "total_transaction_amount"], rows=rows
         )
 
@@ -175,7 +153,7 @@ class TopCustomersExportView(DashboardView):
             for pincode, ranked in _top_customers(form.cleaned_data).items()
             for rank, entry in enumerate(ranked, start=1)
         )
-        return _csv_download(
+        return csv_download(
             file_name="top-customers.csv",
             header=["pincode", "rank", "customer_id", "name", "total_transaction_amount"],
             rows=rows,
