@@ -11,7 +11,7 @@ DEMO_ROWS ?= 20000
 TEST_MYSQL_URL ?= mysql://root@127.0.0.1:3306/cdp
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/cdp
 
-.PHONY: run test test-sqlite test-mysql test-postgres system-deps venv migrate demo serve bench clean
+.PHONY: run test test-sqlite test-mysql test-postgres system-deps browser-deps venv migrate demo serve bench clean
 
 run: venv migrate demo serve
 
@@ -59,7 +59,20 @@ serve: venv .secret_key
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	GUNICORN_BIND=$(HOST):$(PORT) GUNICORN_WORKERS=2 $(BIN)/gunicorn -c gunicorn.conf.py cdp_site.wsgi
 
-test: venv test-sqlite test-mysql test-postgres
+test: venv browser-deps test-sqlite test-mysql test-postgres
+
+# The browser tests drive Debian's Chromium (no browser is downloaded by Playwright).
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's chromium for the browser tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
+	else \
+		echo "The browser tests need Debian's chromium. Install it with:"; \
+		echo "  sudo apt-get install chromium fonts-dejavu-core"; \
+		exit 1; \
+	fi
 
 # The per-request log lines would drown the test output.
 test-sqlite test-mysql test-postgres: export CDP_REQUEST_LOG = off
