@@ -7,6 +7,8 @@ import logging
 from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
+from django.templatetags.static import static
+from django.utils.html import escape
 
 # Nothing from DRF here: this module is loaded with the middleware, before DRF's settings.
 
@@ -22,28 +24,27 @@ def is_database_unavailable(exc: BaseException) -> bool:
         isinstance(exc, DatabaseError) and "connect" in str(exc).lower()
     )
 
+
 # Written out rather than a template extending base.html: that page asks the database for the
-# user (the navigation shows who is logged in), and the database is what is missing.
+# user (the navigation shows who is logged in), and the database is what is missing. It uses
+# the dashboard's stylesheet, which is served without the database.
 OUTAGE_PAGE = """<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
+  <link rel="icon" href="data:,">
   <title>Temporarily unavailable · CDP dashboard</title>
-  <style>
-    body { font-family: system-ui, sans-serif; margin: 0; color: #1f2933; background: #f5f7fa; }
-    main { max-width: 36rem; margin: 15vh auto; padding: 2rem; background: #fff; border-radius: 8px;
-           box-shadow: 0 1px 3px rgba(0, 0, 0, .12); }
-    h1 { font-size: 1.4rem; margin-top: 0; }
-    a { color: #1d4ed8; }
-  </style>
+  <link rel="stylesheet" href="{stylesheet}">
 </head>
 <body>
-  <main role="main">
-    <h1>The dashboard is unavailable for a moment</h1>
-    <p>We can't reach the database right now. This is usually over within a minute or two.</p>
-    <p>If you were saving something, it was not saved: please send it again once the page loads.</p>
-    <p><a href="">Try again</a></p>
+  <main id="main">
+    <section class="card card--narrow">
+      <h1>The dashboard is unavailable for a moment</h1>
+      <p>We can't reach the database right now. This is usually over within a minute or two.</p>
+      <p>If you were saving something, it was not saved: please send it again once the page loads.</p>
+      <p><a href="">Try again</a></p>
+    </section>
   </main>
 </body>
 </html>
@@ -72,6 +73,7 @@ class DatabaseUnavailableMiddleware:
         if request.path.startswith("/api/"):
             response = JsonResponse({"detail": DATABASE_UNAVAILABLE_DETAIL}, status=503)
         else:
-            response = HttpResponse(OUTAGE_PAGE, status=503, content_type="text/html; charset=utf-8")
+            page = OUTAGE_PAGE.format(stylesheet=escape(static("css/dashboard.css")))
+            response = HttpResponse(page, status=503, content_type="text/html; charset=utf-8")
         response["Retry-After"] = RETRY_AFTER_SECONDS
         return response
