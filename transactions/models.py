@@ -97,14 +97,6 @@ class Transaction(models.Model):
     def key(self) -> tuple[int, "datetime.datetime"]:
         return (self.customer_id, self.transaction_datetime)
 
-    def same_payment_as(self, record: validation.TransactionRecord) -> bool:
-        """Whether a record with this row's key repeats it (a duplicate) or contradicts it."""
-        return (
-            self.transaction_amount == record.transaction_amount
-            and self.pincode == record.pincode
-            and self.state_key == record.state_key
-        )
-
 
 class CustomerPincodeTotal(models.Model):
     """All-time total of one customer's transactions in one pincode of one state."""
