@@ -123,30 +123,35 @@ def csv_rows(file: BinaryIO, layout: CsvLayout, *, offset: int, line_number: int
     line_number = max(line_number, layout.header_end_line)
     source = _LineSource(file, offset=offset, line_number=line_number)
     lines = iter(source)
-    while True:
-        start_line = source.line_number + 1
+    for first_line in lines:
+        start_line = source.line_number
+        undecodable = source.undecodable
         source.undecodable = False
-        physical: list[str] = []
+        raw = first_line.rstrip("\r\n")
+        if '"' not in raw and "\r" not in raw and "\x00" not in raw:
+            # Most rows: nothing quoted or odd, so the CSV reader would split on commas just so.
+            fields = raw.split(",")
+        else:
+            physical = [first_line]
 
-        def remember(lines=lines, physical=physical):
-            for text in lines:
-                physical.append(text)
-                yield text
+            def remember(first_line=first_line, lines=lines, physical=physical):
+                yield first_line
+                for text in lines:
+                    physical.append(text)
+                    yield text
 
-        reader = csv.reader(remember())
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield FileRow(start_line, "".join(physical), source.offset, source.line_number,
-                          problem=f"The row cannot be read as CSV: {exc}.")
-            continue
-        raw = "".join(physical).rstrip("\r\n")
+            try:
+                fields = next(csv.reader(remember()))
+            except csv.Error as exc:
+                yield FileRow(start_line, "".join(physical), source.offset, source.line_number,
+                              problem=f"The row cannot be read as CSV: {exc}.")
+                continue
+            raw = "".join(physical).rstrip("\r\n")
+            undecodable = undecodable or source.undecodable
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue
         row = FileRow(start_line, raw, source.offset, source.line_number)
-        if source.undecodable:
+        if undecodable:
             row.problem = "The row is not valid UTF-8 text."
         elif len(fields) != len(layout.columns):
             row.problem = f"Expected {len(layout.columns)} fields as in the header, found {len(fields)}."

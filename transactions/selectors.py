@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Collection, Iterator
+from typing import NamedTuple
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from itertools import islice
@@ -14,7 +15,7 @@ from django.db import connection
 from django.db.models import Count, DecimalField, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum, Window
 from django.db.models.functions import Round, RowNumber, TruncMonth
 
-from .db_values import datetime_adapter
+from .db_values import datetime_adapter, mysql_literal_writer
 from .models import Customer, CustomerPincodeTotal, ImportJob, Transaction
 from .validation import CENT, state_key_for
 
@@ -43,6 +44,76 @@ class CustomerTotal:
 def transactions_with_keys(*, keys: Collection[tuple[int, dt.datetime]]) -> Iterator[Transaction]:
     """The stored transactions among the given (customer_id, transaction_datetime) keys."""
     return _rows_with_keys(Transaction, ("customer", "transaction_datetime"), keys)
+
+
+class StoredPayment(NamedTuple):
+    """What decides whether a record repeating a stored key is a duplicate or a conflict."""
+
+    transaction_amount: Decimal
+    pincode: str
+    state_key: str
+
+
+def stored_payments_with_keys(
+    *, keys: Collection[tuple[int, dt.datetime]], mysql_key_literals: dict[tuple, str] | None = None
+) -> dict[tuple, StoredPayment]:
+    """Like ``transactions_with_keys``, as plain values: a batch compares, it needs no rows.
+
+    On MySQL the keys may come written as SQL already (``services.record_literals``).
+    """
+    quote = connection.ops.quote_name
+    table = quote(Transaction._meta.db_table)
+    wanted = ("customer", "transaction_datetime", "transaction_amount", "pincode", "state_key")
+    customer, moment, amount, pincode, state_key = (
+        quote(Transaction._meta.get_field(name).column) for name in wanted
+    )
+    literal = mysql_literal_writer(connection.connection) if connection.vendor == "mysql" else None
+    adapt_datetime = datetime_adapter()
+    found: dict[tuple, StoredPayment] = {}
+    key_iter = iter(keys)
+    with connection.cursor() as cursor:
+        while chunk := list(islice(key_iter, KEYS_PER_QUERY)):
+            select = f"SELECT {customer}, {moment}, {amount}, {pincode}, {state_key} FROM {table} WHERE ({customer}, {moment}) IN"
+            if mysql_key_literals is not None:
+                cursor.execute(f"{select} ({','.join([mysql_key_literals[key] for key in chunk])})")
+            elif literal is not None:
+                # As the inserts do (db_values.mysql_literal_writer): the driver's parameters cost more here.
+                cursor.execute(f"{select} ({','.join(f'({literal(c)},{literal(m)})' for c, m in chunk)})")
+            else:
+                params = [value for c, m in chunk for value in (c, adapt_datetime(m))]
+                cursor.execute(f"{select} ({', '.join(['(%s, %s)'] * len(chunk))})", params)
+            for customer_id, moment_value, amount_value, pincode_value, state_key_value in cursor.fetchall():
+                if not isinstance(amount_value, Decimal):  # SQLite keeps DECIMAL as a float
+                    amount_value = Decimal(str(amount_value))
+                found[(customer_id, _as_aware_utc(moment_value))] = StoredPayment(
+                    amount_value, pincode_value, state_key_value
+                )
+    return found
+
+
+def _as_aware_utc(value: dt.datetime | str) -> dt.datetime:
+    """A datetime column read with a plain cursor: naive UTC on MySQL and SQLite, aware on PostgreSQL."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def pincode_total_ids_of(*, customer_ids: Collection[int]) -> dict[tuple[int, str, str], int]:
+    """The id of each (customer, state_key, pincode) total row of these customers."""
+    found: dict[tuple[int, str, str], int] = {}
+    id_iter = iter(customer_ids)
+    while chunk := list(islice(id_iter, KEYS_PER_QUERY)):
+        if connection.vendor == "mysql":
+            # The ids written in (they are ints): the ORM's per-parameter preparation costs more.
+            totals = CustomerPincodeTotal.objects.extra(
+                where=[f"{connection.ops.quote_name('customer_id')} IN ({','.join(map(str, map(int, chunk)))})"]
+            )
+        else:
+            totals = CustomerPincodeTotal.objects.filter(customer_id__in=chunk)
+        rows = totals.values_list("id", "customer_id", "state_key", "pincode")
+        for row_id, customer_id, state_key, pincode in rows:
+            found[(customer_id, state_key, pincode)] = row_id
+    return found
 
 
 def _rows_with_keys(model, field_names: tuple[str, ...], keys: Collection[tuple]) -> Iterator:

@@ -7,11 +7,12 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
@@ -20,7 +21,7 @@ from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from . import selectors
-from .db_values import datetime_adapter
+from .db_values import datetime_adapter, mysql_literal_writer
 from .models import Customer, CustomerPincodeTotal, ImportJob, RejectedRow, Transaction
 from . import import_files
 from .validation import RecordInvalid, TransactionRecord, parse_transaction_record, state_key_for
@@ -39,8 +40,8 @@ BULK_BATCH_SIZE = 2500
 class IngestOutcome:
     """What became of one record: stored, a repeat of a stored row, or contradicting one.
 
-    ``transaction`` is the stored row a duplicate or conflict collided with, or the row a
-    single created record became (batches insert plain values and carry no row).
+    ``transaction`` is set for a single record only: the stored row it collided with, or the
+    row it became. Batches compare and insert plain values and carry no rows.
     """
 
     index: int
@@ -52,12 +53,17 @@ def ingest_transactions(
     *,
     records: Sequence[TransactionRecord],
     before_commit: Callable[[list[IngestOutcome]], None] | None = None,
+    mysql_literals: Sequence[RecordLiterals] | None = None,
 ) -> list[IngestOutcome]:
     """Store validated records, each key at most once, and return one outcome per record.
 
     ``before_commit`` runs inside the same database transaction once the records are stored
     (a file import saves its progress marker there, so the two commit or roll back together).
     It may run more than once if the transaction is retried.
+
+    ``mysql_literals`` (MySQL only) are the records as SQL, from ``record_literals``: a file
+    import writes them while it reads the file, so this, the slower of its two threads,
+    only joins them.
 
     Every customer a batch touches is locked (SELECT ... FOR UPDATE) before its transactions
     are looked up, so concurrent requests carrying the same key serialise on that customer and
@@ -68,7 +74,7 @@ def ingest_transactions(
     for attempt in range(1, MAX_INGEST_ATTEMPTS + 1):
         try:
             with transaction.atomic():
-                outcomes = _ingest_with_customers_locked(records)
+                outcomes = _ingest_with_customers_locked(records, mysql_literals)
                 if before_commit is not None:
                     before_commit(outcomes)
                 return outcomes
@@ -90,7 +96,9 @@ def _is_transient_lock_error(exc: OperationalError) -> bool:
     return "locked" in str(exc)  # SQLite: database is locked
 
 
-def _same_payment(stored: Transaction | TransactionRecord, record: TransactionRecord) -> bool:
+def _same_payment(
+    stored: Transaction | selectors.StoredPayment | TransactionRecord, record: TransactionRecord
+) -> bool:
     """A record repeating a stored key is a duplicate if it agrees on these, else a conflict."""
     return (
         stored.transaction_amount == record.transaction_amount
@@ -99,20 +107,60 @@ def _same_payment(stored: Transaction | TransactionRecord, record: TransactionRe
     )
 
 
-def _ingest_with_customers_locked(records: Sequence[TransactionRecord]) -> list[IngestOutcome]:
+class RecordLiterals(NamedTuple):
+    """A record as MySQL literals: its key, and its row up to (not including) created_at."""
+
+    key: str
+    row_start: str
+
+
+def record_literals(records: Sequence[TransactionRecord]) -> list[RecordLiterals] | None:
+    """The records as SQL for ``ingest_transactions``, or None where the database is not MySQL."""
+    if connection.vendor != "mysql":
+        return None
+    connection.ensure_connection()
+    literal = mysql_literal_writer(connection.connection)
+    literals = []
+    for r in records:
+        moment = literal(r.transaction_datetime)
+        # In TRANSACTION_COLUMNS order. Mobile number and pincode are validated digits; the
+        # free text goes through the driver's escaper.
+        literals.append(RecordLiterals(
+            f"({r.customer_id},{moment})",
+            f"({r.customer_id},{literal(r.name)},'{r.mob_no}',{r.transaction_amount:f},{moment},"
+            f"'{r.pincode}',{literal(r.state)},{literal(r.state_key)},",
+        ))
+    return literals
+
+
+def _ingest_with_customers_locked(
+    records: Sequence[TransactionRecord], mysql_literals: Sequence[RecordLiterals] | None = None
+) -> list[IngestOutcome]:
     customers = _lock_customers(records)
     # A customer this batch has just created has no stored transactions to collide with.
     keys_to_look_up = {record.key for record in records if customers[record.customer_id].transaction_count}
-    stored_by_key: dict[tuple, Transaction | TransactionRecord] = {
-        row.key: row for row in selectors.transactions_with_keys(keys=keys_to_look_up)
-    }
+    stored_by_key: dict[tuple, Transaction | selectors.StoredPayment | TransactionRecord]
+    if len(records) == 1:
+        # A single record's answer shows the stored row it collided with.
+        stored_by_key = {row.key: row for row in selectors.transactions_with_keys(keys=keys_to_look_up)}
+    elif mysql_literals is not None:
+        key_literals = {
+            record.key: literals.key
+            for record, literals in zip(records, mysql_literals)
+            if record.key in keys_to_look_up
+        }
+        stored_by_key = selectors.stored_payments_with_keys(keys=key_literals.keys(), mysql_key_literals=key_literals)
+    else:
+        stored_by_key = selectors.stored_payments_with_keys(keys=keys_to_look_up)
     outcomes: list[IngestOutcome] = []
     new_records: list[TransactionRecord] = []
+    new_indexes: list[int] = []
     for index, record in enumerate(records):
         stored = stored_by_key.get(record.key)
         if stored is None:
             stored_by_key[record.key] = record  # a repeat later in the same batch meets this one
             new_records.append(record)
+            new_indexes.append(index)
             outcomes.append(IngestOutcome(index=index, status="created"))
         else:
             status: IngestStatus = "duplicate" if _same_payment(stored, record) else "conflict"
@@ -136,6 +184,12 @@ def _ingest_with_customers_locked(records: Sequence[TransactionRecord]) -> list[
         row.save(force_insert=True)
         [created_index] = [i for i, outcome in enumerate(outcomes) if outcome.status == "created"]
         outcomes[created_index] = IngestOutcome(index=created_index, status="created", transaction=row)
+    elif new_records and mysql_literals is not None:
+        new_indexes.sort(key=lambda index: records[index].key)  # index pages fill in order
+        _insert_rendered_rows(
+            Transaction, TRANSACTION_COLUMNS, [mysql_literals[index].row_start for index in new_indexes],
+            last_value=timezone.now(),
+        )
     elif new_records:
         created_at = timezone.now()
         _insert_rows(
@@ -146,11 +200,15 @@ def _ingest_with_customers_locked(records: Sequence[TransactionRecord]) -> list[
                     r.customer_id, r.name, r.mob_no, r.transaction_amount, r.transaction_datetime,
                     r.pincode, r.state, r.state_key, created_at,
                 )
-                for r in new_records
+                for r in sorted(new_records, key=_by_key)
             ],
         )
     _add_to_totals(customers=customers, new_rows=new_records)
     return outcomes
+
+
+def _by_key(record: TransactionRecord) -> tuple:
+    return (record.customer_id, record.transaction_datetime)
 
 
 @dataclass(slots=True)
@@ -199,13 +257,15 @@ def _lock_customers(records: Sequence[TransactionRecord]) -> dict[int, _Customer
 
 
 def _locked_customer_states(customer_ids: Sequence[int]) -> dict[int, _CustomerState]:
-    rows = (
-        Customer.objects.select_for_update()
-        .filter(pk__in=customer_ids)
-        .order_by("pk")
-        .values_list(*CUSTOMER_COLUMNS)
-    )
-    return {row[0]: _CustomerState(*row) for row in rows}
+    if connection.vendor == "mysql" and customer_ids:
+        # The same query with the ids written in (they are ints): the ORM prepares thousands of
+        # IN parameters one by one, which a file import pays for on every chunk.
+        queryset = Customer.objects.select_for_update().extra(
+            where=[f"{connection.ops.quote_name('customer_id')} IN ({','.join(map(str, map(int, customer_ids)))})"]
+        ).order_by("pk")
+    else:
+        queryset = Customer.objects.select_for_update().filter(pk__in=customer_ids).order_by("pk")
+    return {row[0]: _CustomerState(*row) for row in queryset.values_list(*CUSTOMER_COLUMNS)}
 
 
 def _write_customers(states: Iterable[_CustomerState]) -> None:
@@ -245,12 +305,35 @@ def _add_to_totals(
     if not changed_customers:
         return
     _write_customers(changed_customers.values())
+    _add_to_pincode_totals(pincode_deltas)
+
+
+PINCODE_TOTAL_COLUMNS = ["customer", "state_key", "pincode", "state", "total_amount", "transaction_count"]
+
+
+def _add_to_pincode_totals(deltas: dict[tuple[int, str, str], list]) -> None:
+    """Add (state, amount, count) deltas to the per-pincode totals, creating missing rows.
+
+    Rows that exist are upserted through their primary key: an upsert that collides on the
+    secondary unique key makes InnoDB insert the row and undo it before updating, which costs
+    as much again. New rows still go through the unique key, which also catches a spelling the
+    database's collation deems equal (a state differing only by an accent, on MySQL).
+    """
+    if not deltas:
+        return
+    existing_ids = selectors.pincode_total_ids_of(customer_ids={customer_id for customer_id, _, _ in deltas})
+    known, new = [], []
+    for key, (state, amount, count) in deltas.items():
+        row_id = existing_ids.get(key)
+        if row_id is None:
+            new.append((*key, state, amount, count))
+        else:
+            known.append((row_id, *key, state, amount, count))
+    increments = ["total_amount", "transaction_count"]
+    _insert_rows(CustomerPincodeTotal, ["id", *PINCODE_TOTAL_COLUMNS], known, unique_fields=["id"], increment_fields=increments)
     _insert_rows(
-        CustomerPincodeTotal,
-        ["customer", "state_key", "pincode", "state", "total_amount", "transaction_count"],
-        [(*key, state, amount, count) for key, (state, amount, count) in pincode_deltas.items()],
-        unique_fields=["customer", "state_key", "pincode"],
-        increment_fields=["total_amount", "transaction_count"],
+        CustomerPincodeTotal, PINCODE_TOTAL_COLUMNS, new,
+        unique_fields=["customer", "state_key", "pincode"], increment_fields=increments,
     )
 
 
@@ -450,6 +533,10 @@ def _insert_rows(
     ) or ""
     if increment_fields:
         suffix = _as_increments(suffix, model, increment_fields)
+    table_and_columns = f"{quote(model._meta.db_table)} ({columns})"
+    if connection.vendor == "mysql":
+        _insert_rows_as_mysql_literals(f"{insert} {table_and_columns} VALUES", suffix, rows)
+        return
     adapt_datetime = datetime_adapter()
     with connection.cursor() as cursor:
         for start in range(0, len(rows), BULK_BATCH_SIZE):
@@ -461,10 +548,35 @@ def _insert_rows(
                     row[position] = adapt_datetime(row[position])
                 params += row
             cursor.execute(
-                f"{insert} {quote(model._meta.db_table)} ({columns}) "
-                f"VALUES {', '.join([row_placeholder] * len(chunk))} {suffix}",
+                f"{insert} {table_and_columns} VALUES {', '.join([row_placeholder] * len(chunk))} {suffix}",
                 params,
             )
+
+
+def _insert_rendered_rows(model, field_names: Sequence[str], row_starts: Sequence[str], *, last_value) -> None:
+    """INSERT rows already written as SQL up to their last value, which all rows share."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(model._meta.get_field(name).column) for name in field_names)
+    ending = mysql_literal_writer(connection.connection)(last_value) + ")"
+    rows_per_statement = BULK_BATCH_SIZE * 4
+    with connection.cursor() as cursor:
+        for start in range(0, len(row_starts), rows_per_statement):
+            values = ",".join([row_start + ending for row_start in row_starts[start : start + rows_per_statement]])
+            cursor.execute(f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {values}")
+
+
+def _insert_rows_as_mysql_literals(statement_start: str, suffix: str, rows: Sequence[tuple]) -> None:
+    """Send the rows as literals written by ``mysql_literal_writer``, not as driver parameters."""
+    connection.ensure_connection()
+    literal = mysql_literal_writer(connection.connection)
+    # MySQL caps a statement at max_allowed_packet (16 MB by default); rows here are ~200 bytes.
+    rows_per_statement = BULK_BATCH_SIZE * 4
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), rows_per_statement):
+            values = ",".join(
+                ["(" + ",".join([literal(value) for value in row]) + ")" for row in rows[start : start + rows_per_statement]]
+            )
+            cursor.execute(f"{statement_start} {values} {suffix}")
 
 
 # --- File imports -------------------------------------------------------------------------
@@ -525,9 +637,7 @@ def run_import(*, job_id: int) -> None:
                 rows = import_files.csv_rows(file, layout, offset=job.byte_offset, line_number=job.line_number)
             else:
                 rows = import_files.ndjson_rows(file, offset=job.byte_offset, line_number=job.line_number)
-            chunk_rows = settings.CDP_IMPORT_CHUNK_ROWS
-            while chunk := list(islice(rows, chunk_rows)):
-                _import_chunk(job_id=job.pk, runner=runner, chunk=chunk)
+            _import_rows(job_id=job.pk, runner=runner, rows=rows)
     except import_files.FileUnreadable as exc:
         _finish_import(job_id=job.pk, runner=runner, error=str(exc))
         return
@@ -552,8 +662,45 @@ def run_import(*, job_id: int) -> None:
     _finish_import(job_id=job.pk, runner=runner, error=None)
 
 
-def _import_chunk(*, job_id: int, runner: str, chunk: list) -> None:
+def _import_rows(*, job_id: int, runner: str, rows: Iterator[import_files.FileRow]) -> None:
+    """Read, validate and store the rows chunk by chunk, in file order.
 
+    The database work of a chunk runs on a thread of its own while the next chunk is read and
+    validated: the driver releases the GIL while it waits for the server, so the two overlap
+    and the import takes about as long as its database work. Inside an atomic block (a test
+    case) the chunks are written inline, since another thread's connection could not see the
+    caller's uncommitted rows.
+    """
+    chunks = iter(lambda: list(islice(rows, settings.CDP_IMPORT_CHUNK_ROWS)), [])
+    if connection.in_atomic_block:
+        for chunk in chunks:
+            _import_chunk(job_id=job_id, runner=runner, chunk=_validated_chunk(job_id=job_id, chunk=chunk))
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-{job_id}") as writer:
+        try:
+            pending: Future | None = None
+            for chunk in chunks:
+                validated = _validated_chunk(job_id=job_id, chunk=chunk)
+                if pending is not None:
+                    pending.result()  # one chunk in flight; its error (database gone, taken over) stops the run
+                pending = writer.submit(_import_chunk, job_id=job_id, runner=runner, chunk=validated)
+            if pending is not None:
+                pending.result()
+        finally:
+            writer.submit(connection.close)  # the writer thread's own connection
+
+
+@dataclass(slots=True)
+class _ValidatedChunk:
+    records: list[TransactionRecord]
+    mysql_literals: list[RecordLiterals] | None
+    rejected: list[RejectedRow]
+    row_count: int
+    end_offset: int
+    end_line: int
+
+
+def _validated_chunk(*, job_id: int, chunk: list[import_files.FileRow]) -> _ValidatedChunk:
     records: list[TransactionRecord] = []
     rejected: list[RejectedRow] = []
     for row in chunk:
@@ -567,27 +714,33 @@ def _import_chunk(*, job_id: int, runner: str, chunk: list) -> None:
         # fail the chunk and leave the job running for ever. Shown as undecodable bytes are.
         raw = row.raw.replace("\x00", "\ufffd")
         rejected.append(RejectedRow(job_id=job_id, line_number=row.line_number, raw=raw, reason=row.problem))
-    last = chunk[-1]
+    return _ValidatedChunk(
+        records, record_literals(records), rejected, len(chunk), chunk[-1].end_offset, chunk[-1].end_line
+    )
+
+
+def _import_chunk(*, job_id: int, runner: str, chunk: _ValidatedChunk) -> None:
+    """Store one chunk's records and rejected rows and move the resume marker, all or nothing."""
 
     def save_progress(outcomes: list[IngestOutcome]) -> None:
         job = ImportJob.objects.select_for_update().get(pk=job_id)
         if job.runner != runner:
             raise ImportTakenOver()
         statuses = [outcome.status for outcome in outcomes]
-        RejectedRow.objects.bulk_create(rejected, batch_size=BULK_BATCH_SIZE)
+        RejectedRow.objects.bulk_create(chunk.rejected, batch_size=BULK_BATCH_SIZE)
         ImportJob.objects.filter(pk=job_id).update(
-            rows_processed=F("rows_processed") + len(chunk),
+            rows_processed=F("rows_processed") + chunk.row_count,
             created=F("created") + statuses.count("created"),
             duplicates=F("duplicates") + statuses.count("duplicate"),
             conflicts=F("conflicts") + statuses.count("conflict"),
-            rejected=F("rejected") + len(rejected),
-            byte_offset=last.end_offset,
-            line_number=last.end_line,
+            rejected=F("rejected") + len(chunk.rejected),
+            byte_offset=chunk.end_offset,
+            line_number=chunk.end_line,
             heartbeat_at=timezone.now(),
         )
 
-    if records:
-        ingest_transactions(records=records, before_commit=save_progress)
+    if chunk.records:
+        ingest_transactions(records=chunk.records, before_commit=save_progress, mysql_literals=chunk.mysql_literals)
     else:
         with transaction.atomic():
             save_progress([])
