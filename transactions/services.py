@@ -15,7 +15,7 @@ from itertools import islice
 from typing import Literal, NamedTuple
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, connections, transaction
 from django.db.models import F
 from django.db.models.constants import OnConflict
 from django.utils import timezone
@@ -687,7 +687,8 @@ def _import_rows(*, job_id: int, runner: str, rows: Iterator[import_files.FileRo
             if pending is not None:
                 pending.result()
         finally:
-            writer.submit(connection.close)  # the writer thread's own connection
+            # Run there, close_all finds the writer thread's own connection.
+            writer.submit(connections.close_all)
 
 
 @dataclass(slots=True)

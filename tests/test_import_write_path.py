@@ -1,0 +1,198 @@
+"""The file import's fast write path: rows written as SQL while the next chunk is read, a writer
+thread of its own, per-pincode totals updated through their ids, and unquoted CSV lines split
+without the CSV reader. Each is checked against the rules written out in tests/api/test_imports.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+import threading
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models import Count, Sum
+from django.test import TestCase, TransactionTestCase, override_settings
+
+from tests.api.test_imports import customer_totals_of, csv_file, expected_import, sample_records, stored_rows
+from tests.support import make_user, record
+from transactions import import_files, services
+from transactions.models import Customer, CustomerPincodeTotal, ImportJob, Transaction
+from transactions.validation import TRANSACTION_FIELDS, parse_transaction_record
+
+# Text that SQL literals must carry exactly: quotes, backslashes, percent signs, commas, non-ASCII.
+AWKWARD_NAMES = [
+    "O'Brien",
+    'Say "hi"',
+    "Back\\slash \\' \\\\",
+    "100% Pure, Ltd",
+    "Zoë Ærøskøbing",
+    "Ravi 😀 Kumar",
+    "'; DROP TABLE transactions_transaction; --",
+]
+
+
+def awkward_records() -> list[dict]:
+    return [
+        record(customer_id=7000 + i, name=name, state=f"Tamil Nadu {name[:10]}",
+               transaction_datetime=f"2024-03-{i + 1:02d}T10:00:00Z")
+        for i, name in enumerate(AWKWARD_NAMES)
+    ]
+
+
+def pincode_totals_of(rows: dict) -> dict[tuple[int, str, str], tuple[Decimal, int]]:
+    totals: dict[tuple[int, str, str], list] = defaultdict(lambda: [Decimal("0"), 0])
+    for (customer_id, _), (_, _, amount, pincode, state) in rows.items():
+        entry = totals[(customer_id, state.casefold(), pincode)]
+        entry[0] += amount
+        entry[1] += 1
+    return {key: tuple(value) for key, value in totals.items()}
+
+
+def stored_pincode_totals() -> dict[tuple[int, str, str], tuple[Decimal, int]]:
+    return {
+        (row.customer_id, row.state_key, row.pincode): (row.total_amount, row.transaction_count)
+        for row in CustomerPincodeTotal.objects.filter(transaction_count__gt=0)
+    }
+
+
+class ImportWriterThreadTests(TransactionTestCase):
+    """A worker runs imports outside any atomic block, so chunks are written by a thread of their own."""
+
+    def setUp(self):
+        self.import_dir = Path(self.enterContext(tempfile.TemporaryDirectory(prefix="cdp-imports-")))
+        self.enterContext(override_settings(CDP_IMPORT_DIR=self.import_dir, CDP_IMPORT_CHUNK_ROWS=97))
+        self.owner = make_user("importer")
+
+    def run_import_of(self, content: bytes) -> ImportJob:
+        job = services.start_import(owner=self.owner, uploaded_file=SimpleUploadedFile("t.csv", content))
+        threads: list[str] = []
+        real_import_chunk = services._import_chunk
+
+        def import_chunk_noting_the_thread(**kwargs):
+            threads.append(threading.current_thread().name)
+            return real_import_chunk(**kwargs)
+
+        services._import_chunk = import_chunk_noting_the_thread
+        try:
+            services.run_import(job_id=job.pk)
+        finally:
+            services._import_chunk = real_import_chunk
+        self.assertTrue(threads)
+        self.assertEqual(set(threads), {f"import-{job.pk}_0"}, "every chunk is written by the one writer thread")
+        job.refresh_from_db()
+        return job
+
+    def test_counts_rows_and_every_running_total_match_the_rules(self):
+        # Some of the customers and pincodes exist before the import, so their totals are added to.
+        earlier = sample_records(rows=300, seed=11)[:150] + awkward_records()[:3]
+        services.ingest_transactions(records=[parse_transaction_record(r) for r in earlier])
+        before = stored_rows()
+        rows = sample_records(rows=900, seed=11) + awkward_records()
+        expected_counts, expected_rows = expected_import(rows, stored=before)
+
+        job = self.run_import_of(csv_file(rows))
+
+        self.assertEqual((job.status, job.error), ("done", ""))
+        self.assertEqual(
+            {name: getattr(job, name) for name in expected_counts}, expected_counts,
+        )
+        self.assertEqual(stored_rows(), expected_rows)
+        customers = {c.customer_id: (c.total_amount, c.transaction_count) for c in Customer.objects.all()}
+        self.assertEqual(customers, customer_totals_of(expected_rows))
+        self.assertEqual(stored_pincode_totals(), pincode_totals_of(expected_rows))
+        self.assertEqual(
+            CustomerPincodeTotal.objects.values("customer", "state_key", "pincode").annotate(n=Count("id"))
+            .filter(n__gt=1).count(),
+            0,
+        )
+        # Each customer shows the name of their most recent transaction.
+        latest = {}
+        for (customer_id, moment), (name, mob_no, *_) in expected_rows.items():
+            if customer_id not in latest or moment > latest[customer_id][0]:
+                latest[customer_id] = (moment, name, mob_no)
+        self.assertEqual(
+            {c.customer_id: (c.details_as_of, c.name, c.mob_no) for c in Customer.objects.all()}, latest
+        )
+
+    def test_importing_the_same_file_twice_adds_nothing_the_second_time(self):
+        content = csv_file(sample_records(rows=400, seed=12) + awkward_records())
+        first = self.run_import_of(content)
+        totals = Transaction.objects.aggregate(n=Count("id"), amount=Sum("transaction_amount"))
+        pincode_totals = stored_pincode_totals()
+
+        second = self.run_import_of(content)
+
+        self.assertEqual(second.created, 0)
+        self.assertEqual(second.duplicates + second.conflicts, first.created + first.duplicates + first.conflicts)
+        self.assertEqual(Transaction.objects.aggregate(n=Count("id"), amount=Sum("transaction_amount")), totals)
+        self.assertEqual(stored_pincode_totals(), pincode_totals)
+
+
+class TextKeptExactlyTests(TestCase):
+    """Names and states reach the database verbatim, whichever way the rows are written."""
+
+    def test_a_batch_stores_awkward_text_exactly(self):
+        records = [parse_transaction_record(r) for r in awkward_records()]
+        outcomes = services.ingest_transactions(records=records)
+        self.assertEqual({o.status for o in outcomes}, {"created"})
+        stored = {t.customer_id: (t.name, t.state, t.state_key) for t in Transaction.objects.all()}
+        self.assertEqual(stored, {r.customer_id: (r.name, r.state, r.state.casefold()) for r in records})
+        self.assertEqual(
+            {c.customer_id: c.name for c in Customer.objects.all()}, {r.customer_id: r.name for r in records}
+        )
+
+    def test_repeating_an_awkward_batch_finds_every_record_a_duplicate(self):
+        records = [parse_transaction_record(r) for r in awkward_records()]
+        services.ingest_transactions(records=records)
+        outcomes = services.ingest_transactions(records=records)
+        self.assertEqual([o.status for o in outcomes], ["duplicate"] * len(records))
+
+
+class CsvFastPathTests(TestCase):
+    """Lines without quotes are split on commas; the result must be what the CSV reader gives."""
+
+    def rows_of(self, text: str) -> list:
+        file = io.BytesIO(text.encode("utf-8"))
+        layout = import_files.read_csv_layout(file)
+        return list(import_files.csv_rows(file, layout, offset=0, line_number=0))
+
+    def test_plain_and_quoted_spellings_of_a_row_give_the_same_values(self):
+        lines = [
+            "1,Asha Rao,10.50,9876543210,2024-01-01T00:00:00Z,110001,Delhi",
+            " 2 , spaced out ,  7 ,9876543210,2024-01-01T00:00:00Z,110001, Delhi ",
+            "3,,,,,,",
+            "4,Trailing,1,9876543210,2024-01-01T00:00:00Z,110001,Goa\r",
+        ]
+        header = ",".join(TRANSACTION_FIELDS)
+        plain = self.rows_of(header + "\n" + "\n".join(lines) + "\n")
+        quoted_text = io.StringIO()
+        writer = csv.writer(quoted_text, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        for line in lines:
+            writer.writerow(next(csv.reader([line.rstrip("\r")])))
+        quoted = self.rows_of(header + "\n" + quoted_text.getvalue())
+        self.assertEqual([row.values for row in plain], [row.values for row in quoted])
+        self.assertEqual(
+            [row.values for row in plain],
+            [dict(zip(TRANSACTION_FIELDS, next(csv.reader([line.rstrip("\r")])))) for line in lines],
+        )
+        self.assertEqual([row.line_number for row in plain], [2, 3, 4, 5])
+
+    def test_a_quoted_field_spanning_lines_is_still_one_row(self):
+        text = (
+            ",".join(TRANSACTION_FIELDS) + "\n"
+            '1,"Two\nLines, Inc",10.50,9876543210,2024-01-01T00:00:00Z,110001,Delhi\n'
+            "2,Plain,1,9876543210,2024-01-01T00:00:00Z,110001,Goa\n"
+        )
+        rows = self.rows_of(text)
+        self.assertEqual([row.values["name"] for row in rows], ["Two\nLines, Inc", "Plain"])
+        self.assertEqual([(row.line_number, row.end_line) for row in rows], [(2, 3), (4, 4)])
+        self.assertEqual(rows[-1].end_offset, len(text.encode("utf-8")))
+
+    def test_blank_and_whitespace_lines_are_not_rows(self):
+        text = ",".join(TRANSACTION_FIELDS) + "\n\n   \n1,A,1,9876543210,2024-01-01T00:00:00Z,110001,Goa\n\n"
+        rows = self.rows_of(text)
+        self.assertEqual([(row.line_number, row.values["customer_id"]) for row in rows], [(4, "1")])
