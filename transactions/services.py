@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,6 +35,7 @@ IngestStatus = Literal["created", "duplicate", "conflict"]
 # database transaction again; the unique constraint guarantees a retry never stores twice.
 MAX_INGEST_ATTEMPTS = 10
 BULK_BATCH_SIZE = 2500
+IMPORT_SWITCH_INTERVAL = 0.0005  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -676,6 +678,10 @@ def _import_rows(*, job_id: int, runner: str, rows: Iterator[import_files.FileRo
         for chunk in chunks:
             _import_chunk(job_id=job_id, runner=runner, chunk=_validated_chunk(job_id=job_id, chunk=chunk))
         return
+    # Each time a query returns, the writer needs the GIL back from the reading thread; by
+    # default it waits up to 5 ms for it, a dozen times a chunk.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, IMPORT_SWITCH_INTERVAL))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-{job_id}") as writer:
         try:
             pending: Future | None = None
@@ -689,6 +695,7 @@ def _import_rows(*, job_id: int, runner: str, rows: Iterator[import_files.FileRo
         finally:
             # Run there, close_all finds the writer thread's own connection.
             writer.submit(connections.close_all)
+            sys.setswitchinterval(switch_interval)
 
 
 @dataclass(slots=True)

@@ -35,7 +35,7 @@ NULL_MESSAGE = "This field may not be null."
 _DIGITS = re.compile(r"[0-9]+")
 _PINCODE = re.compile(r"[1-9][0-9]{5}")
 _MOB_NO_SEPARATORS = re.compile(r"[ \-]")
-_WHITESPACE_RUN = re.compile(r"\s+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 def _invalid(message: str, code: str) -> ValidationError:
@@ -46,14 +46,16 @@ def _clean_text(value: object, *, max_length: int, what: str) -> str:
     """Trim and collapse whitespace; refuse what no database column can hold verbatim."""
     if not isinstance(value, str):
         raise _invalid(f"Enter {what} as text.", "not_text")
-    text = _WHITESPACE_RUN.sub(" ", value).strip()
+    # str.split() and the regex \s agree on what whitespace is (both use str.isspace()).
+    text = " ".join(value.split())
     if "\x00" in text:
         raise _invalid("Null characters are not allowed.", "null_characters_not_allowed")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        # Lone surrogates parse from JSON ("\ud800") but cannot be stored as UTF-8.
-        raise _invalid(f"Enter {what} as valid Unicode text.", "invalid_unicode") from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Lone surrogates parse from JSON ("\ud800") but cannot be stored as UTF-8.
+            raise _invalid(f"Enter {what} as valid Unicode text.", "invalid_unicode") from None
     if not 1 <= len(text) <= max_length:
         raise _invalid(f"Enter {what} of 1 to {max_length} characters.", "length")
     return text
@@ -94,7 +96,7 @@ def clean_decimal(value: object, *, what: str = "a number") -> Decimal:
         raise _invalid(message, "invalid")
     if isinstance(value, str):
         value = value.strip()
-        if not re.fullmatch(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", value):
+        if not _DECIMAL.fullmatch(value):
             raise _invalid(message, "invalid")
     try:
         # str() of a float is its shortest exact repr, so 1500.75 stays 1500.75.
