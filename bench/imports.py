@@ -1,6 +1,7 @@
 """Import benchmark: a generated CSV through the real upload path and a real worker process.
 
     .venv/bin/python bench/imports.py --rows 1000000        (MariaDB at 127.0.0.1:3306, root)
+    .venv/bin/python bench/imports.py --rows 1000000 --breakdown 1000000   (and where the time goes)
 
 Creates a fresh database `cdp_bench_import`, queues the import of the file as the API does,
 runs `manage.py import_worker --batch` as a child process and reports its wall time, rows/s and
@@ -26,6 +27,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--server", default="mysql://root@127.0.0.1:3306", help="MariaDB/MySQL server URL.")
     parser.add_argument("--database", default="cdp_bench_import")
+    parser.add_argument("--breakdown", type=int, default=0, metavar="ROWS",
+                        help="Afterwards, time reading and writing the first ROWS rows one after the other.")
     args = parser.parse_args()
 
     OUT.mkdir(exist_ok=True)
@@ -103,6 +106,66 @@ def main() -> None:
     (loaded,) = cursor.fetchone()
     print(f"LOAD DATA LOCAL INFILE: {loaded} rows in {reference:.1f} s = {args.rows / reference:,.0f} rows/s")
     print(f"ratio: the import takes {elapsed / reference:.1f}x the time of LOAD DATA")
+    if args.breakdown:
+        breakdown(csv_path, rows=args.breakdown, database=args.database, owner=owner)
+
+
+def breakdown(csv_path: Path, *, rows: int, database: str, owner) -> None:
+    """Where an import's time goes: the same steps as the worker, one after the other, in-process.
+
+    Reads and validates the first `rows` rows (the worker's reading thread), then writes them
+    chunk by chunk (its writer thread) into an emptied database, timing the server's answers
+    to the writer's queries (MySQLdb's Connection.query) apart from the rest.
+    """
+    from itertools import islice
+
+    import MySQLdb.connections
+    from django.conf import settings
+    from django.core.files import File
+    from django.db import connection
+
+    from transactions import import_files, services
+    from transactions.models import ImportJob, Transaction
+
+    query_seconds = [0.0]
+    real_query = MySQLdb.connections.Connection.query
+
+    def timed_query(self, sql):
+        started = time.perf_counter()
+        try:
+            return real_query(self, sql)
+        finally:
+            query_seconds[0] += time.perf_counter() - started
+
+    # Empty every table the import writes (the stored rows and all running totals).
+    cursor = connection.cursor()
+    cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
+    for table in connection.introspection.table_names():
+        if table.startswith("transactions_") and table not in ("transactions_importjob", "transactions_rejectedrow"):
+            cursor.execute(f"TRUNCATE TABLE `{table}`")
+    cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
+    with open(csv_path, "rb") as upload:
+        job = services.start_import(owner=owner, uploaded_file=File(upload, name=csv_path.name), file_format="csv")
+    ImportJob.objects.filter(pk=job.pk).update(runner="breakdown", status="running")
+    started = time.perf_counter()
+    with open(csv_path, "rb") as file:
+        layout = import_files.read_csv_layout(file)
+        file_rows = islice(import_files.csv_rows(file, layout, offset=0, line_number=0), rows)
+        chunks = []
+        while chunk := list(islice(file_rows, settings.CDP_IMPORT_CHUNK_ROWS)):
+            chunks.append(services._validated_chunk(job_id=job.pk, chunk=chunk))
+    reading = time.perf_counter() - started
+    MySQLdb.connections.Connection.query = timed_query
+    started = time.perf_counter()
+    for chunk in chunks:
+        services._import_chunk(job_id=job.pk, runner="breakdown", chunk=chunk)
+    writing = time.perf_counter() - started
+    MySQLdb.connections.Connection.query = real_query
+    count = Transaction.objects.count()
+    print(f"breakdown of {rows} rows ({count} stored), one step after the other:")
+    print(f"  read + validate + write as SQL: {reading:.1f} s ({reading / rows * 1e6:.1f} us/row)")
+    print(f"  write chunks: {writing:.1f} s ({writing / rows * 1e6:.1f} us/row), of which waiting for the "
+          f"server {query_seconds[0]:.1f} s ({query_seconds[0] / rows * 1e6:.1f} us/row)")
 
 
 if __name__ == "__main__":
