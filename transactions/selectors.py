@@ -12,12 +12,15 @@ from itertools import islice
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, DecimalField, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum, Window
-from django.db.models.functions import Round, RowNumber, TruncMonth
+from django.db.models import (
+    Count, DateField, DecimalField, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value, Window,
+)
+from django.db.models.functions import Cast, Round, RowNumber, TruncMonth
 
 from .db_values import datetime_adapter, mysql_literal_writer
 from .models import Customer, CustomerPincodeTotal, ImportJob, Transaction
 from .validation import CENT, state_key_for
+from .models import MonthlyTotal, PincodeTotal
 
 TOTAL_FIELD = DecimalField(max_digits=30, decimal_places=2)
 KEYS_PER_QUERY = 2000
@@ -351,6 +354,104 @@ def _cached_until_new_data(name: str, compute):
 def amount_per_month() -> list[MonthTotal]:
     """The amount and number of all stored transactions per calendar month (UTC), oldest first."""
     return _cached_until_new_data("amount_per_month", lambda: _month_totals(Transaction.objects.all()))
+
+
+def _utc_month():
+    # Truncated in UTC, the zone the rows are stored in (see _month_totals), then made a date
+    # so that it compares with MonthlyTotal.month on every database.
+    return Cast(TruncMonth("transaction_datetime", tzinfo=dt.timezone.utc), DateField())
+
+
+def monthly_total_differences() -> list[tuple[dt.date, int, Decimal]]:
+    """(month, count, amount) by which each stored MonthlyTotal row falls short of the transactions.
+
+    Months that agree are left out. One statement, so the transactions and the stored rows are
+    read in one snapshot (see ``services.recompute_summary_totals``).
+    """
+    from_transactions = (
+        Transaction.objects.annotate(summary_month=_utc_month())
+        .values("summary_month")
+        .annotate(summary_count=Count("pk"), summary_amount=_sum_of_amounts())
+        .order_by()
+        .values_list("summary_month", "summary_count", "summary_amount")
+    )
+    stored = MonthlyTotal.objects.order_by().annotate(
+        summary_month=F("month"),
+        summary_count=F("transaction_count") * Value(-1),
+        summary_amount=F("total_amount") * Value(-1),
+    ).values_list("summary_month", "summary_count", "summary_amount")
+    rows = _differences(from_transactions.union(stored, all=True), keys=["summary_month"])
+    return [(_as_date(month), count, amount) for month, count, amount in rows]
+
+
+def pincode_total_differences() -> list[tuple[str, str, str, int, Decimal]]:
+    """(state_key, pincode, state, count, amount) by which PincodeTotal rows fall short; as above.
+
+    ``state`` is the stored row's spelling, or for a pincode without a row, one from its
+    transactions (read apart: the snapshot matters for the sums only, and the sums alone are
+    answered from a covering index).
+    """
+    from_transactions = (
+        Transaction.objects.values(summary_state_key=F("state_key"), summary_pincode=F("pincode"))
+        .annotate(summary_state=Value(""), summary_count=Count("pk"), summary_amount=_sum_of_amounts())
+        .order_by()
+        .values_list("summary_state_key", "summary_pincode", "summary_state", "summary_count", "summary_amount")
+    )
+    stored = PincodeTotal.objects.order_by().annotate(
+        summary_state_key=F("state_key"),
+        summary_pincode=F("pincode"),
+        summary_state=F("state"),
+        summary_count=F("transaction_count") * Value(-1),
+        summary_amount=F("total_amount") * Value(-1),
+    ).values_list("summary_state_key", "summary_pincode", "summary_state", "summary_count", "summary_amount")
+    differences = _differences(
+        from_transactions.union(stored, all=True), keys=["summary_state_key", "summary_pincode"], label="summary_state"
+    )
+    unspelled = [(state_key, pincode) for state_key, pincode, state, _, _ in differences if not state]
+    spellings = {}
+    if unspelled:
+        spelled = Transaction.objects.filter(
+            state_key__in={state_key for state_key, _ in unspelled}, pincode__in={pincode for _, pincode in unspelled}
+        ).values_list("state_key", "pincode").annotate(state=Min("state"))
+        spellings = {(state_key, pincode): state for state_key, pincode, state in spelled}
+    return [
+        (state_key, pincode, state or spellings[(state_key, pincode)], count, amount)
+        for state_key, pincode, state, count, amount in differences
+    ]
+
+
+def _differences(union: QuerySet, *, keys: list[str], label: str | None = None) -> list[tuple]:
+    """Sum the counts and amounts of a UNION ALL of (keys, [label,] count, amount) rows per key.
+
+    The ORM cannot group a union, so its SQL is wrapped by hand; rows whose sums are zero are
+    left out.
+    """
+    sql, params = union.query.get_compiler(using=union.db).as_sql()
+    quote = connection.ops.quote_name
+    key_columns = ", ".join(quote(key) for key in keys)
+    label_column = f"MIN({quote(label)}), " if label else ""
+    count, amount = quote("summary_count"), quote("summary_amount")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {key_columns}, {label_column}SUM({count}), SUM({amount}) FROM ({sql}) summary_rows "
+            f"GROUP BY {key_columns} HAVING SUM({count}) <> 0 OR SUM({amount}) <> 0",
+            params,
+        )
+        rows = cursor.fetchall()
+    differences = []
+    for *key, count_value, amount_value in rows:
+        # SQLite sums DECIMAL columns as floats: back to the cents they are.
+        amount_value = Decimal(str(amount_value)).quantize(CENT)
+        if count_value or amount_value:
+            differences.append((*key, int(count_value), amount_value))
+    return differences
+
+
+def _as_date(value: dt.date | dt.datetime | str) -> dt.date:
+    """A date column read with a plain cursor: a date, except on SQLite (text)."""
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value[:10])
+    return value.date() if isinstance(value, dt.datetime) else value
 
 
 @dataclass(frozen=True, slots=True)
