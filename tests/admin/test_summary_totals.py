@@ -1,7 +1,7 @@
 """Operators' corrections and deletions keep the per-month and per-pincode totals exact.
 
-After each change made through the admin, the stored totals and the overview's chart are
-compared with the expected figures and with a GROUP BY over the transactions.
+After each change made through the admin, the stored totals, the overview's chart and the
+state picker are compared with the expected figures and with a GROUP BY over the transactions.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ class CorrectionsKeepSummariesTests(SummaryAssertionsMixin, AdminTestCase):
         self.assertEqual(response.status_code, 200)
         return [(m.month.strftime("%Y-%m"), m.transactions, m.total_amount) for m in response.context["months"]]
 
+    def state_picker(self) -> list[tuple[str, int, int]]:
+        response = self.admin.get("/reports/top-customers/")
+        return [(s.state, s.transactions, s.pincodes) for s in response.context["states"]]
+
     def assertSummaries(self, *, months: list, pincodes: list) -> None:
         self.assertEqual(monthly_totals(), months)
         self.assertEqual(pincode_totals(), pincodes)
@@ -41,6 +45,7 @@ class CorrectionsKeepSummariesTests(SummaryAssertionsMixin, AdminTestCase):
 
     def test_the_data_set_gives_the_figures_the_other_tests_start_from(self):
         self.assertSummaries(months=MONTHS_BEFORE, pincodes=PINCODES_BEFORE)
+        self.assertEqual(self.state_picker(), [("Delhi", 4, 2), ("Punjab", 1, 1)])
 
     def test_amount_edit_changes_its_month_and_pincode(self):
         row = self.transaction_at(1, "2024-01-10T10:00:00Z")
@@ -94,6 +99,7 @@ class CorrectionsKeepSummariesTests(SummaryAssertionsMixin, AdminTestCase):
                 ("punjab", "140001", 2, Decimal("500.00")),
             ],
         )
+        self.assertEqual(self.state_picker(), [("Delhi", 3, 2), ("Punjab", 2, 1)])
 
     def test_moving_a_transaction_to_another_customer_changes_no_month_or_pincode(self):
         row = self.transaction_at(1, "2024-01-10T10:00:00Z")
@@ -117,6 +123,7 @@ class CorrectionsKeepSummariesTests(SummaryAssertionsMixin, AdminTestCase):
             months=[("2024-01", 1, Decimal("250.00")), ("2024-02", 1, Decimal("200.00"))],
             pincodes=[("delhi", "110001", 2, Decimal("450.00"))],
         )
+        self.assertEqual(self.state_picker(), [("Delhi", 2, 1)])
 
     def test_a_deleted_transaction_restored_from_its_history_counts_again(self):
         row = self.transaction_at(3, "2024-01-20T10:00:00Z")
