@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+
 from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncMonth
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+CENT = Decimal("0.01")
 
 API_PERMISSIONS = ("add_transaction", "view_transaction")
 
@@ -62,3 +69,54 @@ class ApiClientMixin:
 
     def top_customers(self, body):
         return self.api.post("/api/top-customers", body, format="json")
+
+
+def monthly_totals() -> list[tuple[str, int, Decimal]]:
+    """The stored per-month totals of the months with transactions: ("YYYY-MM", count, amount)."""
+    from transactions.models import MonthlyTotal
+
+    return [
+        (row.month.strftime("%Y-%m"), row.transaction_count, row.total_amount)
+        for row in MonthlyTotal.objects.filter(transaction_count__gt=0).order_by("month")
+    ]
+
+
+def monthly_totals_grouped_from_transactions() -> list[tuple[str, int, Decimal]]:
+    """The same figures by a GROUP BY over every stored transaction, by UTC month."""
+    from transactions.models import Transaction
+
+    rows = (
+        Transaction.objects.annotate(month=TruncMonth("transaction_datetime", tzinfo=dt.timezone.utc))
+        .values("month")
+        .annotate(count=Count("pk"), amount=Sum("transaction_amount"))
+        .order_by("month")
+    )
+    return [(row["month"].strftime("%Y-%m"), row["count"], row["amount"].quantize(CENT)) for row in rows]
+
+
+def pincode_totals() -> list[tuple[str, str, int, Decimal]]:
+    """The stored per-pincode totals with transactions: (state_key, pincode, count, amount)."""
+    from transactions.models import PincodeTotal
+
+    return [
+        (row.state_key, row.pincode, row.transaction_count, row.total_amount)
+        for row in PincodeTotal.objects.filter(transaction_count__gt=0).order_by("state_key", "pincode")
+    ]
+
+
+def pincode_totals_grouped_from_transactions() -> list[tuple[str, str, int, Decimal]]:
+    from transactions.models import Transaction
+
+    rows = (
+        Transaction.objects.values("state_key", "pincode")
+        .annotate(count=Count("pk"), amount=Sum("transaction_amount"))
+        .order_by("state_key", "pincode")
+    )
+    return [(row["state_key"], row["pincode"], row["count"], row["amount"].quantize(CENT)) for row in rows]
+
+
+class SummaryAssertionsMixin:
+    def assertSummariesMatchTransactions(self) -> None:
+        """The per-month and per-pincode totals equal a GROUP BY over the stored transactions."""
+        self.assertEqual(monthly_totals(), monthly_totals_grouped_from_transactions())
+        self.assertEqual(pincode_totals(), pincode_totals_grouped_from_transactions())

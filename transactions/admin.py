@@ -157,10 +157,15 @@ class StateFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
-        # The summary table has a row per customer and pincode, far fewer than transactions.
-        from .models import CustomerPincodeTotal
+        # The summary table has a row per state and pincode, a few hundred in all.
+        from .models import PincodeTotal
 
-        states = CustomerPincodeTotal.objects.values_list("state_key", "state").order_by("state_key").distinct()
+        states = (
+            PincodeTotal.objects.filter(transaction_count__gt=0)
+            .values_list("state_key", "state")
+            .order_by("state_key")
+            .distinct()
+        )
         seen = {}
         for key, label in states:
             seen.setdefault(key, label)
@@ -179,12 +184,12 @@ class PincodeFilter(admin.SimpleListFilter):
     parameter_name = "pincode"
 
     def lookups(self, request, model_admin):
-        from .models import CustomerPincodeTotal
+        from .models import PincodeTotal
 
         state = request.GET.get("state")
         if not state:
             return []
-        pincodes = CustomerPincodeTotal.objects.filter(state_key=state).values_list("pincode", flat=True)
+        pincodes = PincodeTotal.objects.filter(state_key=state, transaction_count__gt=0).values_list("pincode", flat=True)
         return [(code, code) for code in sorted(set(pincodes))]
 
     def queryset(self, request, queryset):
@@ -267,7 +272,7 @@ class CustomerAdmin(CustomerSearchMixin, SimpleHistoryAdmin):
     def save_model(self, request, obj, form, change):
         services.save_corrected_customer(customer=obj, changed_by=request.user)
 
-    @admin.action(description="Recompute the totals of the selected customers")
+    @admin.action(description="Recompute the totals of the selected customers (and the month and pincode totals)")
     def recompute_totals(self, request, queryset):
         customer_ids = list(queryset.values_list("pk", flat=True))
         services.recompute_customer_totals(customer_ids=customer_ids)

@@ -3,7 +3,8 @@
 The database keeps the invariants: a transaction is unique per (customer, transaction_datetime),
 money is DECIMAL, times are stored in UTC. ``Customer`` and ``CustomerPincodeTotal`` carry
 running totals that ``services.ingest_transactions`` updates in the same database transaction as
-the rows it stores, so the all-time reports read a few thousand summary rows, not millions.
+the rows it stores, so the all-time reports read a few thousand summary rows, not millions;
+``MonthlyTotal`` and ``PincodeTotal`` do the same for the dashboard's whole-table figures.
 """
 
 import datetime
@@ -123,6 +124,48 @@ class CustomerPincodeTotal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id} in {self.pincode}, {self.state}: {self.total_amount}"
+
+
+class MonthlyTotal(models.Model):
+    """All transactions of one calendar month (UTC): how many, and their sum.
+
+    Kept exact in the same database transaction as every write (ingest, an operator's
+    correction or deletion), so the overview's chart reads a few dozen rows, not millions.
+    A month whose transactions were all deleted keeps its row with zeros.
+    """
+
+    month = models.DateField(primary_key=True, help_text="The first day of the month.")
+    transaction_count = models.BigIntegerField(default=0)
+    total_amount = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("0"))
+
+    class Meta:
+        ordering = ["month"]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m}: {self.transaction_count} transactions, {self.total_amount}"
+
+
+class PincodeTotal(models.Model):
+    """All transactions of one pincode of one state, whoever the customer: how many, their sum.
+
+    Kept exact like ``MonthlyTotal``; the overview's counts and the state picker read its few
+    hundred rows instead of grouping the per-customer totals. ``state`` is a spelling of the
+    state as sent with one of the transactions.
+    """
+
+    state_key = models.CharField(max_length=validation.STATE_MAX_LENGTH)
+    state = models.CharField(max_length=validation.STATE_MAX_LENGTH)
+    pincode = models.CharField(max_length=6)
+    transaction_count = models.BigIntegerField(default=0)
+    total_amount = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("0"))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["state_key", "pincode"], name="unique_state_pincode"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pincode}, {self.state}: {self.transaction_count} transactions, {self.total_amount}"
 
 
 class _ImportFileStorage(FileSystemStorage):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
+import operator
+from array import array
 from collections.abc import Collection, Iterator
 from typing import NamedTuple
 from dataclasses import dataclass
@@ -12,12 +15,15 @@ from itertools import islice
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, DecimalField, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum, Window
-from django.db.models.functions import Round, RowNumber, TruncMonth
+from django.db.models import (
+    BigIntegerField, Count, DateField, DecimalField, F, Max, Min, OuterRef, QuerySet, Subquery, Sum, Value, Window,
+)
+from django.db.models.functions import Cast, Round, RowNumber, TruncMonth
 
 from .db_values import datetime_adapter, mysql_literal_writer
 from .models import Customer, CustomerPincodeTotal, ImportJob, Transaction
 from .validation import CENT, state_key_for
+from .models import MonthlyTotal, PincodeTotal
 
 TOTAL_FIELD = DecimalField(max_digits=30, decimal_places=2)
 KEYS_PER_QUERY = 2000
@@ -183,23 +189,31 @@ def customers_in_total_range(
     total descending then customer_id. A window holding every stored transaction reads the
     running totals; any other window sums the transactions in it.
     """
+    totals = _customer_totals_in_range(min_amount=min_amount, max_amount=max_amount, start=start, end=end)
+    if totals.model is Customer:  # the running totals answer: the name is on the same row
+        return totals.values("customer_id", "name", "total_transaction_amount")
+    customer_name = Customer.objects.filter(pk=OuterRef("customer_id")).values("name")
+    return totals.annotate(name=Subquery(customer_name)).values("customer_id", "name", "total_transaction_amount")
+
+
+def _customer_totals_in_range(
+    *, min_amount: Decimal, max_amount: Decimal, start: dt.datetime | None, end: dt.datetime | None
+) -> QuerySet:
+    """``customers_in_total_range`` without the names: the running totals or the window's sums."""
     if _window_covers_everything(start=start, end=end):
         return (
             Customer.objects.filter(
                 transaction_count__gt=0, total_amount__gte=min_amount, total_amount__lte=max_amount
             )
             .order_by("-total_amount", "customer_id")
-            .values("customer_id", "name", total_transaction_amount=F("total_amount"))
+            .values("customer_id", total_transaction_amount=F("total_amount"))
         )
-    customer_name = Customer.objects.filter(pk=OuterRef("customer_id")).values("name")
     return (
         _windowed(Transaction.objects.all(), start=start, end=end)
         .values("customer_id")
         .annotate(total_transaction_amount=_sum_of_amounts())
         .filter(total_transaction_amount__gte=min_amount, total_transaction_amount__lte=max_amount)
-        .annotate(name=Subquery(customer_name))
         .order_by("-total_transaction_amount", "customer_id")
-        .values("customer_id", "name", "total_transaction_amount")
     )
 
 
@@ -279,7 +293,7 @@ class OverviewTotals:
 
 def overview_totals() -> OverviewTotals:
     """Counts and sums over everything stored, read from the per-pincode running totals."""
-    totals = CustomerPincodeTotal.objects.filter(transaction_count__gt=0).aggregate(
+    totals = PincodeTotal.objects.filter(transaction_count__gt=0).aggregate(
         transactions=Sum("transaction_count"),
         total_amount=Sum("total_amount"),
         states=Count("state_key", distinct=True),
@@ -288,7 +302,7 @@ def overview_totals() -> OverviewTotals:
     return OverviewTotals(
         transactions=totals["transactions"] or 0,
         customers=Customer.objects.filter(transaction_count__gt=0).count(),
-        total_amount=totals["total_amount"] or Decimal("0"),
+        total_amount=Decimal(totals["total_amount"] or 0).quantize(CENT),  # SQLite sums in floats
         states=totals["states"],
         pincodes=totals["pincodes"],
         newest_transaction=stored_time_span().newest,
@@ -334,23 +348,125 @@ def _data_version() -> str:
     return f"{marks['last_id']}-{newest}-{last_correction}"
 
 
-def _cached_until_new_data(name: str, compute):
+def _cached_until_new_data(name: str, compute, *, worth_keeping=lambda value: True):
     """`compute()`, kept until a transaction is added or corrected, or DASHBOARD_CACHE_SECONDS pass.
 
-    For the whole-table figures no running total holds (a million rows take about a second to
-    group by month on MariaDB).
+    For figures no running total holds, such as a windowed range report's totals.
     """
     key = f"cdp:dashboard:{name}:{connection.alias}:{_data_version()}"
     value = cache.get(key)
     if value is None:
         value = compute()
-        cache.set(key, value, DASHBOARD_CACHE_SECONDS)
+        if worth_keeping(value):
+            cache.set(key, value, DASHBOARD_CACHE_SECONDS)
     return value
 
 
 def amount_per_month() -> list[MonthTotal]:
-    """The amount and number of all stored transactions per calendar month (UTC), oldest first."""
-    return _cached_until_new_data("amount_per_month", lambda: _month_totals(Transaction.objects.all()))
+    """The amount and number of all stored transactions per calendar month (UTC), oldest first.
+
+    Read from the per-month running totals: a few dozen rows, however many transactions.
+    """
+    rows = MonthlyTotal.objects.filter(transaction_count__gt=0).order_by("month")
+    return [MonthTotal(month=row.month, transactions=row.transaction_count, total_amount=row.total_amount) for row in rows]
+
+
+def _utc_month():
+    # Truncated in UTC, the zone the rows are stored in (see _month_totals), then made a date
+    # so that it compares with MonthlyTotal.month on every database.
+    return Cast(TruncMonth("transaction_datetime", tzinfo=dt.timezone.utc), DateField())
+
+
+def monthly_total_differences() -> list[tuple[dt.date, int, Decimal]]:
+    """(month, count, amount) by which each stored MonthlyTotal row falls short of the transactions.
+
+    Months that agree are left out. One statement, so the transactions and the stored rows are
+    read in one snapshot (see ``services.recompute_summary_totals``).
+    """
+    from_transactions = (
+        Transaction.objects.annotate(summary_month=_utc_month())
+        .values("summary_month")
+        .annotate(summary_count=Count("pk"), summary_amount=_sum_of_amounts())
+        .order_by()
+        .values_list("summary_month", "summary_count", "summary_amount")
+    )
+    stored = MonthlyTotal.objects.order_by().annotate(
+        summary_month=F("month"),
+        summary_count=F("transaction_count") * Value(-1),
+        summary_amount=F("total_amount") * Value(-1),
+    ).values_list("summary_month", "summary_count", "summary_amount")
+    rows = _differences(from_transactions.union(stored, all=True), keys=["summary_month"])
+    return [(_as_date(month), count, amount) for month, count, amount in rows]
+
+
+def pincode_total_differences() -> list[tuple[str, str, str, int, Decimal]]:
+    """(state_key, pincode, state, count, amount) by which PincodeTotal rows fall short; as above.
+
+    ``state`` is the stored row's spelling, or for a pincode without a row, one from its
+    transactions (read apart: the snapshot matters for the sums only, and the sums alone are
+    answered from a covering index).
+    """
+    from_transactions = (
+        Transaction.objects.values(summary_state_key=F("state_key"), summary_pincode=F("pincode"))
+        .annotate(summary_state=Value(""), summary_count=Count("pk"), summary_amount=_sum_of_amounts())
+        .order_by()
+        .values_list("summary_state_key", "summary_pincode", "summary_state", "summary_count", "summary_amount")
+    )
+    stored = PincodeTotal.objects.order_by().annotate(
+        summary_state_key=F("state_key"),
+        summary_pincode=F("pincode"),
+        summary_state=F("state"),
+        summary_count=F("transaction_count") * Value(-1),
+        summary_amount=F("total_amount") * Value(-1),
+    ).values_list("summary_state_key", "summary_pincode", "summary_state", "summary_count", "summary_amount")
+    differences = _differences(
+        from_transactions.union(stored, all=True), keys=["summary_state_key", "summary_pincode"], label="summary_state"
+    )
+    unspelled = [(state_key, pincode) for state_key, pincode, state, _, _ in differences if not state]
+    spellings = {}
+    if unspelled:
+        spelled = Transaction.objects.filter(
+            state_key__in={state_key for state_key, _ in unspelled}, pincode__in={pincode for _, pincode in unspelled}
+        ).values_list("state_key", "pincode").annotate(state=Min("state"))
+        spellings = {(state_key, pincode): state for state_key, pincode, state in spelled}
+    return [
+        (state_key, pincode, state or spellings[(state_key, pincode)], count, amount)
+        for state_key, pincode, state, count, amount in differences
+    ]
+
+
+def _differences(union: QuerySet, *, keys: list[str], label: str | None = None) -> list[tuple]:
+    """Sum the counts and amounts of a UNION ALL of (keys, [label,] count, amount) rows per key.
+
+    The ORM cannot group a union, so its SQL is wrapped by hand; rows whose sums are zero are
+    left out.
+    """
+    sql, params = union.query.get_compiler(using=union.db).as_sql()
+    quote = connection.ops.quote_name
+    key_columns = ", ".join(quote(key) for key in keys)
+    label_column = f"MIN({quote(label)}), " if label else ""
+    count, amount = quote("summary_count"), quote("summary_amount")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {key_columns}, {label_column}SUM({count}), SUM({amount}) FROM ({sql}) summary_rows "
+            f"GROUP BY {key_columns} HAVING SUM({count}) <> 0 OR SUM({amount}) <> 0",
+            params,
+        )
+        rows = cursor.fetchall()
+    differences = []
+    for *key, count_value, amount_value in rows:
+        # SQLite sums DECIMAL columns as floats: back to the cents they are.
+        amount_value = Decimal(str(amount_value)).quantize(CENT)
+        if count_value or amount_value:
+            differences.append((*key, int(count_value), amount_value))
+    return differences
+
+
+def _as_date(value: dt.date | dt.datetime | str) -> dt.date:
+    """A date column read with a plain cursor: a date, except on SQLite (text)."""
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value[:10])
+    return value.date() if isinstance(value, dt.datetime) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,18 +477,18 @@ class StateCount:
 
 
 def states_with_counts() -> list[StateCount]:
-    """Every state with transactions (one spelling of its name), its transactions and pincodes."""
-    def compute() -> list[StateCount]:
-        rows = (
-            CustomerPincodeTotal.objects.filter(transaction_count__gt=0)
-            .values("state_key")
-            .annotate(state=Min("state"), transactions=Sum("transaction_count"), pincodes=Count("pincode", distinct=True))
-            .order_by("state_key")
-            .values_list("state", "transactions", "pincodes")
-        )
-        return [StateCount(state=state, transactions=count, pincodes=pincodes) for state, count, pincodes in rows]
+    """Every state with transactions (one spelling of its name), its transactions and pincodes.
 
-    return _cached_until_new_data("states_with_counts", compute)
+    Read from the per-pincode running totals: a few hundred rows.
+    """
+    rows = (
+        PincodeTotal.objects.filter(transaction_count__gt=0)
+        .values("state_key")
+        .annotate(state=Min("state"), transactions=Sum("transaction_count"), pincodes=Count("pincode"))
+        .order_by("state_key")
+        .values_list("state", "transactions", "pincodes")
+    )
+    return [StateCount(state=state, transactions=count, pincodes=pincodes) for state, count, pincodes in rows]
 
 
 def customer_with_totals(*, customer_id: int) -> Customer | None:
@@ -415,45 +531,159 @@ class TotalsSummary:
     buckets: list[TotalsBucket]
 
 
-def distribution_of_totals(*, matches: QuerySet, buckets: int = DISTRIBUTION_BUCKETS) -> TotalsSummary:
-    """Count, lowest and highest total of `customers_in_total_range` rows, and a histogram.
+@dataclass(frozen=True, slots=True)
+class RangeReport:
+    """A range query's matches as the dashboard shows them: their figures and their rows."""
 
-    The range [lowest, highest] is cut into `buckets` equal bands (the last includes highest);
-    two aggregate queries whatever the number of customers.
+    summary: TotalsSummary
+    rows: CustomerTotalRows
+
+
+@dataclass(frozen=True, slots=True)
+class _MatchedTotals:
+    """The matches of a range query, biggest total first, as two arrays of 64-bit integers.
+
+    Totals are in cents. Arrays, not tuples of Decimals: they are kept in the cache, and 80,000
+    Decimals take 60 ms to pickle where two arrays take under one.
     """
-    # Paging through a report asks for the same figures again: keep them with the data version.
-    query_key = hashlib.sha1(str(matches.query).encode()).hexdigest()
-    return _cached_until_new_data(
-        f"distribution:{buckets}:{query_key}", lambda: _distribution_of_totals(matches=matches, buckets=buckets)
+
+    customer_ids: array
+    cents: array
+
+
+class CustomerTotalRows:
+    """The matches as ``customers_in_total_range`` rows (dicts), biggest total first.
+
+    A slice (a page) reads its customers' names in one query. Paginator takes it as a list.
+    """
+
+    def __init__(self, matches: _MatchedTotals):
+        self._matches = matches
+
+    def __len__(self) -> int:
+        return len(self._matches.customer_ids)
+
+    def __getitem__(self, index: int | slice):
+        if not isinstance(index, slice):
+            return self[index : index + 1 or None][0]
+        customer_ids = self._matches.customer_ids[index]
+        cents = self._matches.cents[index]
+        names = dict(Customer.objects.filter(pk__in=list(customer_ids)).values_list("pk", "name"))
+        return [
+            {"customer_id": customer_id, "name": names[customer_id], "total_transaction_amount": _from_cents(total)}
+            for customer_id, total in zip(customer_ids, cents)
+        ]
+
+
+def _from_cents(cents: int) -> Decimal:
+    return Decimal(cents).scaleb(-2)
+
+
+# Above this many matches a report's totals are not kept between requests (each page then sums
+# the window again); 200,000 matches take 3.2 MB.
+MAX_CACHED_MATCHES = 200_000
+
+
+def range_report(
+    *,
+    min_amount: Decimal,
+    max_amount: Decimal,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    buckets: int = DISTRIBUTION_BUCKETS,
+) -> RangeReport:
+    """``customers_in_total_range`` with its count and the histogram of its totals.
+
+    The totals are read once, in one query (for a window that is not all time, the one that
+    sums every transaction in it: the report's whole cost); the count, the histogram and every
+    page come from that one answer, so they always agree. The answer is kept until a
+    transaction is added or corrected, so turning the pages costs a look-up of 50 names.
+    """
+    span = stored_time_span()
+    # A window reaching past the stored transactions is the same window as one ending at them:
+    # "until now" asked a minute later is the same query (the data version says if it isn't).
+    window = (
+        None if start is None or span.oldest is None or start <= span.oldest else start.isoformat(),
+        None if end is None or span.newest is None or end >= span.newest else end.isoformat(),
     )
+    query_key = hashlib.sha1(repr((str(min_amount), str(max_amount), window)).encode()).hexdigest()
+    matches = _cached_until_new_data(
+        f"range:{query_key}",
+        lambda: _matched_totals(min_amount=min_amount, max_amount=max_amount, start=start, end=end),
+        worth_keeping=lambda matches: len(matches.customer_ids) <= MAX_CACHED_MATCHES,
+    )
+    return RangeReport(summary=_distribution_of_totals(matches=matches, buckets=buckets), rows=CustomerTotalRows(matches))
 
 
-def _distribution_of_totals(*, matches: QuerySet, buckets: int) -> TotalsSummary:
-    field = "total_transaction_amount"
-    span = matches.order_by().aggregate(customers=Count("customer_id"), lowest=Min(field), highest=Max(field))
-    if not span["customers"]:
+def _matched_totals(
+    *, min_amount: Decimal, max_amount: Decimal, start: dt.datetime | None, end: dt.datetime | None
+) -> _MatchedTotals:
+    """The (customer_id, total in cents) pairs of ``customers_in_total_range``, in its order."""
+    matches = _customer_totals_in_range(min_amount=min_amount, max_amount=max_amount, start=start, end=end)
+    if matches.model is Customer:  # all time: the running totals, read along their index
+        in_cents = matches.values_list("customer_id", Cast(Round(F("total_amount") * 100), BigIntegerField()))
+        select, params = in_cents.query.get_compiler(using=matches.db).as_sql()
+    else:
+        # The window's sums are filtered in an outer query, not in HAVING as the ORM writes it:
+        # MariaDB computes SUM() again for each mention in HAVING, a quarter of the query's
+        # time (40 ms of 165 at a million rows). The ORM has no spelling for a subquery in FROM.
+        sums = (
+            _windowed(Transaction.objects.all(), start=start, end=end)
+            .values("customer_id")
+            .annotate(total_transaction_amount=_sum_of_amounts())
+            .order_by()
+        )
+        sql, params = sums.query.get_compiler(using=sums.db).as_sql()
+        # CAST: SQLite would compare its float sums with the bounds as text.
+        bound = "CAST(%s AS DECIMAL(30, 2))"
+        select = (
+            f"SELECT customer_id, {_in_cents('total_transaction_amount')} FROM ({sql}) window_totals "
+            f"WHERE total_transaction_amount >= {bound} AND total_transaction_amount <= {bound} "
+            "ORDER BY total_transaction_amount DESC, customer_id"
+        )
+        params = (*params, str(min_amount), str(max_amount))
+    with connection.cursor() as cursor:
+        cursor.execute(select, params)
+        rows = cursor.fetchall()
+    customer_ids, cents = zip(*rows) if rows else ((), ())
+    return _MatchedTotals(customer_ids=array("q", customer_ids), cents=array("q", cents))
+
+
+def _in_cents(column: str) -> str:
+    """SQL for an amount column as a whole number of cents (rounded: SQLite sums in floats)."""
+    return f"CAST(ROUND({column} * 100) AS {BigIntegerField().cast_db_type(connection)})"
+
+
+def _distribution_of_totals(*, matches: _MatchedTotals, buckets: int) -> TotalsSummary:
+    """Count, lowest and highest of the matches' totals, and a histogram of them.
+
+    The range [lowest, highest] is cut into `buckets` equal bands (the last includes highest).
+    The totals are sorted, so each band's count is the difference of two binary searches, not
+    a pass over the matches.
+    """
+    totals = matches.cents
+    if not totals:
         return TotalsSummary(customers=0, lowest=None, highest=None, buckets=[])
-    lowest = Decimal(span["lowest"]).quantize(CENT)
-    highest = Decimal(span["highest"]).quantize(CENT)
+    lowest, highest = _from_cents(totals[-1]), _from_cents(totals[0])
     # No band narrower than a cent; widths rounded down keep every edge at or below highest.
     buckets = max(1, min(buckets, int((highest - lowest) / CENT)))
     width = ((highest - lowest) / buckets).quantize(CENT, rounding=ROUND_FLOOR)
     edges = [lowest + width * i for i in range(buckets)] + [highest]
-    counts = matches.order_by().aggregate(
-        **{
-            f"bucket_{i}": Count(
-                "customer_id",
-                filter=Q(**{f"{field}__gte": edges[i]})
-                & (Q(**{f"{field}__lte": edges[i + 1]}) if i == buckets - 1 else Q(**{f"{field}__lt": edges[i + 1]})),
-            )
-            for i in range(buckets)
-        }
-    )
+
+    def at_least(amount: Decimal) -> int:
+        # The totals descend, so their negatives ascend: those >= amount are the first so many.
+        return bisect.bisect_right(totals, -int(amount / CENT), key=operator.neg)
+
     return TotalsSummary(
-        customers=span["customers"],
+        customers=len(totals),
         lowest=lowest,
         highest=highest,
         buckets=[
-            TotalsBucket(low=edges[i], high=edges[i + 1], customers=counts[f"bucket_{i}"]) for i in range(buckets)
+            TotalsBucket(
+                low=edges[i],
+                high=edges[i + 1],
+                customers=at_least(edges[i]) - (at_least(edges[i + 1]) if i < buckets - 1 else 0),
+            )
+            for i in range(buckets)
         ],
     )

@@ -26,6 +26,7 @@ from .db_values import datetime_adapter, mysql_literal_writer
 from .models import Customer, CustomerPincodeTotal, ImportJob, RejectedRow, Transaction
 from . import import_files
 from .validation import RecordInvalid, TransactionRecord, parse_transaction_record, state_key_for
+from .models import MonthlyTotal, PincodeTotal
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ def ingest_transactions(
         try:
             with transaction.atomic():
                 outcomes = _ingest_with_customers_locked(records, mysql_literals)
+                _add_to_summaries(
+                    new_rows=[records[outcome.index] for outcome in outcomes if outcome.status == "created"]
+                )
                 if before_commit is not None:
                     before_commit(outcomes)
                 return outcomes
@@ -342,10 +346,17 @@ def _add_to_pincode_totals(deltas: dict[tuple[int, str, str], list]) -> None:
 def recompute_customer_totals(*, customer_ids: Iterable[int]) -> None:
     """Rebuild the running totals of some customers from their stored transactions.
 
-    For corrections made outside ``ingest_transactions`` (the admin, a data fix). The name and
-    mobile number become those of the newest remaining transaction, unless an operator has
-    corrected them.
+    For transactions changed outside the services (a data fix). The name and mobile number
+    become those of the newest remaining transaction, unless an operator has corrected them.
+    The per-month and per-pincode totals are rebuilt too, from every transaction: which months
+    and pincodes a change outside the services touched is no longer known.
     """
+    with transaction.atomic():
+        _recompute_totals_of_customers(customer_ids=customer_ids)
+        recompute_summary_totals()
+
+
+def _recompute_totals_of_customers(*, customer_ids: Iterable[int]) -> None:
     customer_ids = sorted(set(customer_ids))
     with transaction.atomic():
         customers = _locked_customer_states(customer_ids)
@@ -371,8 +382,9 @@ class TransactionKeyTaken(Exception):
 def save_corrected_transaction(*, row: Transaction, previous_customer_id: int | None, changed_by=None) -> None:
     """Store an operator's correction of a transaction (or its restoration from history).
 
-    The totals of the customers before and after are rebuilt in the same database transaction,
-    so every report reflects the correction as soon as it is committed.
+    The totals of the customers before and after are rebuilt, and the stored row's month and
+    pincode totals moved from its old values to its new ones, in the same database
+    transaction, so every report reflects the correction as soon as it is committed.
     """
     row.state_key = state_key_for(row.state)
     if changed_by is not None:
@@ -383,22 +395,126 @@ def save_corrected_transaction(*, row: Transaction, previous_customer_id: int | 
         ).exclude(pk=row.pk)
         if collides.exists():
             raise TransactionKeyTaken()
+        deltas = _SummaryDeltas()
         if row.pk is not None:
+            # Locked, so that two corrections of one row each take away what the other stored.
+            # None when a deleted row is being restored from its history.
+            stored = Transaction.objects.select_for_update().filter(pk=row.pk).first()
+            if stored is not None:
+                deltas.add(stored, sign=-1)
             _record_values_before_correction(Transaction, pk=row.pk)
         row.save()
-        recompute_customer_totals(customer_ids={row.customer_id, previous_customer_id or row.customer_id})
+        deltas.add(row, sign=1)
+        _recompute_totals_of_customers(customer_ids={row.customer_id, previous_customer_id or row.customer_id})
+        deltas.write()
 
 
 def delete_transactions(*, rows: Iterable[Transaction], changed_by=None) -> None:
-    """Delete transactions (each recorded in the history) and rebuild their customers' totals."""
+    """Delete transactions (each recorded in the history) and rebuild their customers' totals.
+
+    The month and pincode totals lose the deleted rows as stored (read under a lock, not from
+    the possibly stale instances given).
+    """
     with transaction.atomic():
+        rows = list(rows)
+        deltas = _SummaryDeltas()
+        for stored in Transaction.objects.select_for_update().filter(pk__in=[row.pk for row in rows]).order_by("pk"):
+            deltas.add(stored, sign=-1)
         customer_ids = set()
         for row in rows:
             if changed_by is not None:
                 row._history_user = changed_by
             customer_ids.add(row.customer_id)
             row.delete()
-        recompute_customer_totals(customer_ids=customer_ids)
+        _recompute_totals_of_customers(customer_ids=customer_ids)
+        deltas.write()
+
+
+# --- Whole-table summaries -------------------------------------------------------------------
+# MonthlyTotal and PincodeTotal: every write adds its rows' deltas in the database transaction
+# that stores them. They are rows every writer shares, so each writer changes them last (the
+# locks are held only until its commit) and in one order, months then pincodes, each sorted,
+# so two writers never wait for each other in a circle.
+
+
+class _SummaryDeltas:
+    """What a write adds to (or takes from) the per-month and per-pincode totals."""
+
+    def __init__(self) -> None:
+        self.months: dict[tuple[int, int], list] = {}  # (year, month) -> [count, amount]
+        self.pincodes: dict[tuple[str, str], list] = {}  # (state_key, pincode) -> [state, count, amount]
+
+    def add(self, row: Transaction | TransactionRecord, *, sign: int) -> None:
+        # Called for every row of every batch: plain tuples and no conversions when, as always
+        # from ingest and the database, the datetime is in UTC already.
+        amount = row.transaction_amount if sign > 0 else -row.transaction_amount
+        moment = row.transaction_datetime
+        if moment.tzinfo is not dt.timezone.utc:
+            moment = moment.astimezone(dt.timezone.utc)
+        month = self.months.get((moment.year, moment.month))
+        if month is None:
+            self.months[(moment.year, moment.month)] = [sign, amount]
+        else:
+            month[0] += sign
+            month[1] += amount
+        pincode = self.pincodes.get((row.state_key, row.pincode))
+        if pincode is None:
+            self.pincodes[(row.state_key, row.pincode)] = [row.state, sign, amount]
+        else:
+            pincode[1] += sign
+            pincode[2] += amount
+
+    def write(self) -> None:
+        increments = ["transaction_count", "total_amount"]
+        _insert_rows(
+            MonthlyTotal,
+            ["month", *increments],
+            [
+                (dt.date(year, month, 1), count, amount)
+                for (year, month), (count, amount) in sorted(self.months.items())
+                if count or amount
+            ],
+            unique_fields=["month"],
+            increment_fields=increments,
+        )
+        _insert_rows(
+            PincodeTotal,
+            ["state_key", "pincode", "state", *increments],
+            [
+                (*key, state, count, amount)
+                for key, (state, count, amount) in sorted(self.pincodes.items())
+                if count or amount
+            ],
+            unique_fields=["state_key", "pincode"],
+            increment_fields=increments,
+        )
+
+
+def _add_to_summaries(*, new_rows: Iterable[Transaction | TransactionRecord]) -> None:
+    """Fold newly stored rows into the per-month and per-pincode totals."""
+    deltas = _SummaryDeltas()
+    for row in new_rows:
+        deltas.add(row, sign=1)
+    deltas.write()
+
+
+def recompute_summary_totals() -> None:
+    """Rebuild the per-month and per-pincode totals from every stored transaction.
+
+    Reads without locking, so ingest goes on meanwhile. Each table's difference between its
+    stored rows and the transactions is read in one statement, which sees one snapshot of
+    both: a concurrent write committed before it counts on both sides, one committed after
+    on neither. Adding that difference to the rows (not overwriting them) then keeps what
+    the later writes add. A few hundred rows are written, but every transaction is read:
+    0.7 s at a million rows on MariaDB.
+    """
+    with transaction.atomic():
+        deltas = _SummaryDeltas()
+        for month, count, amount in selectors.monthly_total_differences():
+            deltas.months[(month.year, month.month)] = [count, amount]
+        for state_key, pincode, state, count, amount in selectors.pincode_total_differences():
+            deltas.pincodes[(state_key, pincode)] = [state, count, amount]
+        deltas.write()
 
 
 def save_corrected_customer(*, customer: Customer, changed_by=None) -> None:

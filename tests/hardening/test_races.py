@@ -31,7 +31,13 @@ from django.test import TransactionTestCase
 from rest_framework.authtoken.models import Token
 
 from tests.hardening.support import Gunicorn, database_url_of_test_run
-from tests.support import make_user
+from tests.support import (
+    make_user,
+    monthly_totals,
+    monthly_totals_grouped_from_transactions,
+    pincode_totals,
+    pincode_totals_grouped_from_transactions,
+)
 from transactions.models import Customer, CustomerPincodeTotal, Transaction
 
 CLIENTS = 8
@@ -122,6 +128,9 @@ class IngestRaceTests(TransactionTestCase):
             for t in CustomerPincodeTotal.objects.all()
         }
         self.assertEqual(kept, by_pincode)
+        # The month and pincode totals every request updated.
+        self.assertEqual(monthly_totals(), monthly_totals_grouped_from_transactions())
+        self.assertEqual(pincode_totals(), pincode_totals_grouped_from_transactions())
 
     def report(self, what: str, answers: list[tuple[int, object]], records: int, seconds: float) -> str:
         retries = self.server.log_text().count("retrying")

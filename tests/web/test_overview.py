@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 
-from tests.support import make_user
+from tests.support import make_user, monthly_totals_grouped_from_transactions, pincode_totals_grouped_from_transactions
 from transactions import services
+from transactions.generation import generate_records
 
 from .helpers import VIEWER, DashboardTestMixin, logged_in_client, record, store
 
@@ -86,3 +89,38 @@ class OverviewPageTests(DashboardTestMixin, TestCase):
         response = client.get("/")
         self.assertNotContains(response, "<script>x")
         self.assertContains(response, "&lt;script&gt;x.csv")
+
+
+class OverviewFiguresTests(DashboardTestMixin, TestCase):
+    def test_chart_and_totals_equal_a_group_by_over_the_transactions(self):
+        records = list(generate_records(rows=2_000, customers=250, seed=21))
+        for start in range(0, len(records), 500):
+            store(*records[start : start + 500])
+        # An offset moves this one into the previous UTC month (2023-12).
+        store(record(customer_id=9, transaction_amount="12.34", transaction_datetime="2024-01-01T03:00:00+05:30"))
+
+        response = self.client.get("/")
+
+        months = [(m.month.strftime("%Y-%m"), m.transactions, m.total_amount) for m in response.context["months"]]
+        self.assertEqual(months, monthly_totals_grouped_from_transactions())
+        by_pincode = pincode_totals_grouped_from_transactions()
+        totals = response.context["totals"]
+        self.assertEqual(
+            (totals.transactions, totals.total_amount, totals.states, totals.pincodes),
+            (
+                sum(count for _, _, count, _ in by_pincode),
+                sum(amount for _, _, _, amount in by_pincode),
+                len({state_key for state_key, _, _, _ in by_pincode}),
+                len({pincode for _, pincode, _, _ in by_pincode}),
+            ),
+        )
+
+    def test_the_overview_groups_no_transactions(self):
+        store(record(customer_id=1), record(customer_id=2, transaction_datetime="2024-10-01T00:00:00Z"))
+        with CaptureQueriesContext(connection) as queries:
+            self.client.get("/")
+        grouped = [
+            q["sql"] for q in queries.captured_queries
+            if "transactions_transaction" in q["sql"] and ("GROUP BY" in q["sql"] or "SUM(" in q["sql"])
+        ]
+        self.assertEqual(grouped, [])

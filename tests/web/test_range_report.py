@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
+from django.core.cache import cache
+from django.db import connection
 from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 
-from tests.support import token_client
+from tests.support import make_user, token_client
+from transactions.generation import generate_records
 
 from .helpers import DashboardTestMixin, logged_in_client, record, store
 
@@ -171,3 +175,133 @@ class RangeReportExportTests(DashboardTestMixin, TestCase):
     def test_export_needs_the_view_permission(self):
         client = logged_in_client("nope", permissions=())
         self.assertEqual(client.get(URL + "export.csv", {"min_amount": "0", "max_amount": "1"}).status_code, 403)
+
+
+def histogram_of(totals: list[Decimal], buckets: int = 10) -> tuple[Decimal, Decimal, list[int]]:
+    """The page's histogram rule, applied to the API's totals by a plain pass over them.
+
+    [lowest, highest] in `buckets` bands of equal width rounded down to the cent (no band
+    narrower than a cent), each including its low edge, the last also the highest total.
+    """
+    lowest, highest = min(totals), max(totals)
+    buckets = max(1, min(buckets, int((highest - lowest) / Decimal("0.01"))))
+    width = ((highest - lowest) / buckets).quantize(Decimal("0.01"), rounding=ROUND_FLOOR)
+    edges = [lowest + width * i for i in range(buckets)] + [highest]
+    counts = [0] * buckets
+    for amount in totals:
+        for i in range(buckets):
+            if edges[i] <= amount and (amount < edges[i + 1] or (i == buckets - 1 and amount <= highest)):
+                counts[i] += 1
+                break
+    return lowest, highest, counts
+
+
+class RangeReportAgreesWithTheApiTests(DashboardTestMixin, TestCase):
+    """Count, every page and the histogram equal the API's answer to the same query."""
+
+    def setUp(self):
+        super().setUp()
+        records = list(generate_records(rows=1_500, customers=180, seed=31))
+        for start in range(0, len(records), 500):
+            store(*records[start : start + 500])
+        self.api = token_client(make_user("api"))
+
+    def api_answer(self, query: dict) -> tuple[int, list[tuple[int, str, Decimal]]]:
+        response = self.api.post("/api/query-transaction-range", query, format="json")
+        self.assertEqual(response.status_code, 200)
+        rows = json.loads(b"".join(response.streaming_content), parse_float=Decimal)
+        return int(response["X-Total-Count"]), [
+            (row["customer_id"], row["name"], Decimal(row["total_transaction_amount"]).quantize(Decimal("0.01")))
+            for row in rows
+        ]
+
+    def page_answer(self, query: dict):
+        first = self.client.get(URL, query)
+        self.assertEqual(first.status_code, 200)
+        rows = []
+        for number in first.context["page"].paginator.page_range:
+            page = self.client.get(URL, {**query, "page": number}).context["page"]
+            rows += [(row["customer_id"], row["name"], row["total_transaction_amount"]) for row in page]
+        return first.context["summary"], first.context["page"].paginator.count, rows
+
+    def assertPageAgreesWithApi(self, query: dict, *, at_least: int) -> None:
+        count, api_rows = self.api_answer(query)
+        self.assertGreaterEqual(count, at_least)
+        summary, page_count, page_rows = self.page_answer(query)
+        self.assertEqual(page_rows, api_rows)
+        self.assertEqual((summary.customers, page_count), (count, count))
+        if count:
+            lowest, highest, counts = histogram_of([total for _, _, total in api_rows])
+            self.assertEqual((summary.lowest, summary.highest), (lowest, highest))
+            self.assertEqual([bucket.customers for bucket in summary.buckets], counts)
+        else:
+            self.assertEqual((summary.lowest, summary.highest, summary.buckets), (None, None, []))
+
+    def bounds_of(self, query: dict) -> dict:
+        """min/max that cut the query's answer about in thirds, to test a band, not everything."""
+        _, rows = self.api_answer({**query, "min_amount": 0, "max_amount": 10**11})
+        return {"min_amount": str(rows[len(rows) * 2 // 3][2]), "max_amount": str(rows[len(rows) // 3][2])}
+
+    def test_all_time(self):
+        self.assertPageAgreesWithApi({"min_amount": "0", "max_amount": "100000000000"}, at_least=150)
+        self.assertPageAgreesWithApi(self.bounds_of({}), at_least=40)
+
+    def test_a_window_ending_mid_way(self):
+        window = {"time_period": "2024-06-30T23:59:59"}
+        self.assertPageAgreesWithApi({**window, "min_amount": "0", "max_amount": "100000000000"}, at_least=100)
+        self.assertPageAgreesWithApi({**window, **self.bounds_of(window)}, at_least=40)
+
+    def test_a_window_with_a_start_and_no_end(self):
+        window = {"start": "2025-01-01T00:00:00"}
+        self.assertPageAgreesWithApi({**window, **self.bounds_of(window)}, at_least=20)
+
+    def test_bounds_are_inclusive_and_one_total_is_one_band(self):
+        window = {"start": "2024-01-01T00:00:00", "time_period": "2024-12-31T23:59:59"}
+        _, rows = self.api_answer({**window, "min_amount": 0, "max_amount": 10**11})
+        total = str(rows[10][2])
+        self.assertPageAgreesWithApi({**window, "min_amount": total, "max_amount": total}, at_least=1)
+        summary = self.client.get(URL, {**window, "min_amount": total, "max_amount": total}).context["summary"]
+        self.assertEqual([(b.low, b.high) for b in summary.buckets], [(Decimal(total), Decimal(total))])
+
+    def test_no_match_in_a_window(self):
+        self.assertPageAgreesWithApi(
+            {"time_period": "2024-06-30T23:59:59", "min_amount": "100000000000", "max_amount": "100000000000"},
+            at_least=0,
+        )
+
+
+class RangeReportCacheTests(DashboardTestMixin, TestCase):
+    """A windowed report's totals are summed once; pages after the first read them back."""
+
+    def setUp(self):
+        super().setUp()
+        many_customers(120)  # all on 2024-05-01
+        store(
+            record(customer_id=500, name="earlier", transaction_amount="700.00", transaction_datetime="2024-01-01T00:00:00Z"),
+            record(customer_id=500, name="later", transaction_amount="800.00", transaction_datetime="2024-09-01T00:00:00Z"),
+        )
+
+    def sums_run_by(self, query: dict) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            response = self.client.get(URL, query)
+        self.assertEqual(response.status_code, 200)
+        return sum("SUM(" in q["sql"].upper() for q in queries.captured_queries)
+
+    def test_turning_the_pages_of_a_window_sums_it_once(self):
+        # No end: the window runs "until now", a different instant on every request.
+        query = {"min_amount": "0", "max_amount": "100000", "start": "2024-05-01T00:00:00"}
+        self.assertEqual(self.client.get(URL, query).context["summary"].customers, 121)
+        cache.clear()
+        self.assertEqual(self.sums_run_by(query), 1)
+        self.assertEqual(self.sums_run_by({**query, "page": "2"}), 0)
+        self.assertEqual(self.sums_run_by({**query, "page": "3"}), 0)
+
+    def test_a_new_transaction_shows_at_once(self):
+        query = {"min_amount": "0", "max_amount": "100000", "time_period": "2024-06-30T00:00:00"}
+        self.assertEqual(self.client.get(URL, query).context["summary"].customers, 121)
+
+        store(record(customer_id=501, name="new", transaction_amount="3.00", transaction_datetime="2024-01-02T00:00:00Z"))
+
+        response = self.client.get(URL, {**query, "page": "3"})
+        self.assertEqual(response.context["summary"].customers, 122)
+        self.assertEqual([row["customer_id"] for row in response.context["page"]], [*range(21, 0, -1), 501])

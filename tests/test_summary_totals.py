@@ -1,0 +1,257 @@
+"""The per-month and per-pincode totals (MonthlyTotal, PincodeTotal) stay exact on every write.
+
+Each test writes through a service or endpoint and compares the stored totals with what it
+expects and with a GROUP BY over the stored transactions. Operators' corrections in the admin
+are in ``tests/admin/test_summary_totals.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import importlib
+import io
+import tempfile
+import threading
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+
+from django.apps import apps
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test import TestCase, TransactionTestCase, override_settings, skipUnlessDBFeature
+
+from tests.support import (
+    ApiClientMixin,
+    SummaryAssertionsMixin,
+    monthly_totals,
+    pincode_totals,
+    record,
+)
+from transactions import services
+from transactions.generation import generate_records
+from transactions.models import MonthlyTotal, PincodeTotal, Transaction
+from transactions.validation import TRANSACTION_FIELDS, parse_transaction_record
+
+IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend", "QUEUES": ["default"]}}
+
+
+def store(*records: dict) -> list[str]:
+    outcomes = services.ingest_transactions(records=[parse_transaction_record(raw) for raw in records])
+    return [outcome.status for outcome in outcomes]
+
+
+class IngestKeepsSummariesTests(SummaryAssertionsMixin, ApiClientMixin, TestCase):
+    def test_single_ingest_adds_to_its_month_and_pincode(self):
+        response = self.ingest(record(transaction_amount="1500.75", transaction_datetime="2024-09-24T15:30:00Z"))
+        self.assertEqual(response.status_code, 201)
+        self.ingest(record(customer_id=102, transaction_amount="0.25", transaction_datetime="2024-09-01T00:00:00Z"))
+
+        self.assertEqual(monthly_totals(), [("2024-09", 2, Decimal("1501.00"))])
+        self.assertEqual(pincode_totals(), [("delhi", "110001", 2, Decimal("1501.00"))])
+        self.assertSummariesMatchTransactions()
+
+    def test_repeats_add_nothing_duplicates_and_conflicts_alike(self):
+        first = record(transaction_amount="10.00", transaction_datetime="2024-01-31T23:59:59Z")
+        self.assertEqual(self.ingest(first).status_code, 201)
+        self.assertEqual(self.ingest(first).status_code, 200)  # duplicate
+        self.assertEqual(self.ingest(dict(first, transaction_amount="99.00")).status_code, 409)  # conflict
+
+        self.assertEqual(monthly_totals(), [("2024-01", 1, Decimal("10.00"))])
+        self.assertEqual(pincode_totals(), [("delhi", "110001", 1, Decimal("10.00"))])
+
+    def test_batch_counts_the_created_rows_once_each(self):
+        stored = record(customer_id=1, transaction_amount="5.00", transaction_datetime="2024-03-10T00:00:00Z")
+        store(stored)
+        batch = [
+            record(customer_id=1, transaction_amount="1.10", transaction_datetime="2024-01-01T00:00:00Z"),
+            record(customer_id=2, transaction_amount="2.20", transaction_datetime="2024-01-31T23:59:59.999999Z",
+                   pincode="141001", state="Punjab"),
+            record(customer_id=3, transaction_amount="3.30", transaction_datetime="2024-02-01T00:00:00Z",
+                   pincode="141001", state="PUNJAB"),
+            stored,  # duplicate of a stored row
+            dict(stored, transaction_amount="6.00"),  # conflict with a stored row
+            record(customer_id=2, transaction_amount="2.20", transaction_datetime="2024-01-31T23:59:59.999999Z",
+                   pincode="141001", state="Punjab"),  # repeat inside the batch
+        ]
+
+        self.assertEqual(store(*batch), ["created", "created", "created", "duplicate", "conflict", "duplicate"])
+
+        self.assertEqual(
+            monthly_totals(),
+            [("2024-01", 2, Decimal("3.30")), ("2024-02", 1, Decimal("3.30")), ("2024-03", 1, Decimal("5.00"))],
+        )
+        self.assertEqual(
+            pincode_totals(),
+            [("delhi", "110001", 2, Decimal("6.10")), ("punjab", "141001", 2, Decimal("5.50"))],
+        )
+        # One row per state and pincode, in the spelling the first transaction brought.
+        self.assertEqual(PincodeTotal.objects.get(state_key="punjab").state, "Punjab")
+        self.assertSummariesMatchTransactions()
+
+    def test_the_month_is_the_utc_month_whatever_the_offset_sent(self):
+        # 02:00 on 1 February in India is 20:30 on 31 January in UTC.
+        store(record(transaction_amount="7.00", transaction_datetime="2024-02-01T02:00:00+05:30"))
+        self.assertEqual(monthly_totals(), [("2024-01", 1, Decimal("7.00"))])
+        self.assertEqual(MonthlyTotal.objects.get().month, dt.date(2024, 1, 1))
+
+    def test_many_generated_batches_match_a_group_by(self):
+        records = list(generate_records(rows=3_000, customers=300, seed=5))
+        for start in range(0, len(records), 700):
+            store(*records[start : start + 700])
+        self.assertGreater(len(monthly_totals()), 30)
+        self.assertSummariesMatchTransactions()
+
+
+@override_settings(TASKS=IMMEDIATE_TASKS)
+class FileImportKeepsSummariesTests(SummaryAssertionsMixin, ApiClientMixin, TestCase):
+    def test_an_imported_file_is_counted_once_per_created_row(self):
+        self.enterContext(override_settings(CDP_IMPORT_DIR=Path(self.enterContext(tempfile.TemporaryDirectory()))))
+        records = list(generate_records(rows=1_200, customers=150, seed=11))
+        records.append(record(customer_id=42, transaction_amount="-5"))  # rejected
+        content = io.StringIO()
+        writer = csv.DictWriter(content, fieldnames=TRANSACTION_FIELDS)
+        writer.writeheader()
+        writer.writerows(records)
+        with self.captureOnCommitCallbacks(execute=True), self.settings(CDP_IMPORT_CHUNK_ROWS=250):
+            response = self.api.post(
+                "/api/imports/",
+                {"file": SimpleUploadedFile("records.csv", content.getvalue().encode())},
+                format="multipart",
+            )
+        self.assertEqual(response.status_code, 202, response.content)
+        job = self.api.get(f"/api/imports/{response.json()['id']}/").json()
+        self.assertEqual((job["status"], job["rejected"]), ("done", 1))
+        self.assertEqual(job["created"], Transaction.objects.count())
+
+        self.assertEqual(sum(count for _, count, _ in monthly_totals()), job["created"])
+        self.assertSummariesMatchTransactions()
+
+
+class RecomputeSummariesTests(SummaryAssertionsMixin, TestCase):
+    def setUp(self):
+        store(
+            record(customer_id=1, transaction_amount="10.00", transaction_datetime="2024-01-05T00:00:00Z"),
+            record(customer_id=1, transaction_amount="20.00", transaction_datetime="2024-02-05T00:00:00Z",
+                   pincode="141001", state="Punjab"),
+            record(customer_id=2, transaction_amount="30.00", transaction_datetime="2024-02-06T00:00:00Z"),
+        )
+
+    def test_recompute_repairs_wrong_missing_and_stray_rows(self):
+        MonthlyTotal.objects.filter(month=dt.date(2024, 1, 1)).update(total_amount=Decimal("999.99"))
+        MonthlyTotal.objects.filter(month=dt.date(2024, 2, 1)).delete()
+        MonthlyTotal.objects.create(month=dt.date(2020, 5, 1), transaction_count=3, total_amount=Decimal("1.00"))
+        PincodeTotal.objects.filter(state_key="punjab").delete()
+        PincodeTotal.objects.filter(state_key="delhi").update(transaction_count=7)
+
+        services.recompute_summary_totals()
+
+        self.assertEqual(
+            monthly_totals(), [("2024-01", 1, Decimal("10.00")), ("2024-02", 2, Decimal("50.00"))]
+        )
+        self.assertEqual(
+            pincode_totals(), [("delhi", "110001", 2, Decimal("40.00")), ("punjab", "141001", 1, Decimal("20.00"))]
+        )
+        # The recreated pincode takes its state's spelling from its transactions.
+        self.assertEqual(PincodeTotal.objects.get(state_key="punjab").state, "Punjab")
+        self.assertEqual(
+            MonthlyTotal.objects.values_list("transaction_count", "total_amount").get(month=dt.date(2020, 5, 1)),
+            (0, Decimal("0.00")),
+        )
+
+    def test_recomputing_exact_totals_writes_nothing(self):
+        with self.assertNumQueries(4):
+            services.recompute_summary_totals()  # two reads, inside a savepoint and its release
+        self.assertSummariesMatchTransactions()
+
+    def test_recompute_of_customers_after_a_change_outside_the_services_fixes_the_summaries(self):
+        # A data fix straight in the database: an amount changed, a row moved, a row deleted.
+        Transaction.objects.filter(customer_id=1, transaction_datetime="2024-01-05T00:00:00Z").update(
+            transaction_amount=Decimal("11.00"), transaction_datetime=dt.datetime(2023, 12, 31, tzinfo=dt.timezone.utc)
+        )
+        Transaction.objects.filter(customer_id=2).delete()
+
+        services.recompute_customer_totals(customer_ids=[1, 2])
+
+        self.assertEqual(
+            monthly_totals(), [("2023-12", 1, Decimal("11.00")), ("2024-02", 1, Decimal("20.00"))]
+        )
+        self.assertEqual(
+            pincode_totals(), [("delhi", "110001", 1, Decimal("11.00")), ("punjab", "141001", 1, Decimal("20.00"))]
+        )
+        self.assertSummariesMatchTransactions()
+
+    def test_the_migration_fills_the_tables_from_the_transactions(self):
+        migration = importlib.import_module("transactions.migrations.0006_summary_totals")
+        MonthlyTotal.objects.all().delete()
+        PincodeTotal.objects.all().delete()
+
+        migration.fill_summary_totals(apps, SimpleNamespace(connection=connection))
+
+        self.assertEqual(
+            monthly_totals(), [("2024-01", 1, Decimal("10.00")), ("2024-02", 2, Decimal("50.00"))]
+        )
+        self.assertEqual(
+            list(PincodeTotal.objects.order_by("state_key").values_list("state_key", "state", "pincode")),
+            [("delhi", "Delhi", "110001"), ("punjab", "Punjab", "141001")],
+        )
+        self.assertSummariesMatchTransactions()
+
+
+@skipUnlessDBFeature("has_select_for_update")  # not SQLite: it runs one writer at a time
+class RecomputeDuringIngestTests(SummaryAssertionsMixin, TransactionTestCase):
+    """Rebuilding the totals while batches are ingested loses none of the batches' rows."""
+
+    def test_recompute_running_beside_ingest_keeps_every_row(self):
+        writers, batches, batch_size = 3, 12, 150
+        failures: list[BaseException] = []
+        writing = threading.Event()
+        writing.set()
+        recomputes = 0
+
+        def write(writer: int) -> None:
+            try:
+                for batch in range(batches):
+                    # Each batch reaches new months and pincodes, so rows are created meanwhile too.
+                    first = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=31 * (writer * batches + batch))
+                    store(*[
+                        record(
+                            customer_id=1 + writer * 100_000 + batch * batch_size + n,
+                            transaction_amount=f"{n + 1}.{writer}{batch % 10}",
+                            transaction_datetime=(first + dt.timedelta(hours=n * 5)).isoformat(),
+                            pincode=str(110001 + (writer * batches + batch) % 40),
+                            state=("Delhi", "Punjab", "Kerala")[n % 3],
+                        )
+                        for n in range(batch_size)
+                    ])
+            except BaseException as exc:
+                failures.append(exc)
+            finally:
+                connection.close()
+
+        def recompute() -> None:
+            nonlocal recomputes
+            try:
+                while writing.is_set():
+                    services.recompute_summary_totals()
+                    recomputes += 1
+            except BaseException as exc:
+                failures.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=write, args=(writer,)) for writer in range(writers)]
+        rebuilder = threading.Thread(target=recompute)
+        rebuilder.start()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        writing.clear()
+        rebuilder.join()
+
+        self.assertEqual(failures, [])
+        self.assertGreater(recomputes, 3)
+        self.assertEqual(Transaction.objects.count(), writers * batches * batch_size)
+        self.assertSummariesMatchTransactions()
