@@ -23,10 +23,9 @@ from django.utils import timezone
 
 from . import selectors
 from .db_values import datetime_adapter, mysql_literal_writer
-from .models import Customer, CustomerPincodeTotal, ImportJob, RejectedRow, Transaction
+from .models import Customer, CustomerPincodeTotal, ImportJob, MonthlyTotal, PincodeTotal, RejectedRow, Transaction
 from . import import_files
 from .validation import RecordInvalid, TransactionRecord, parse_transaction_record, state_key_for
-from .models import MonthlyTotal, PincodeTotal
 
 logger = logging.getLogger(__name__)
 
