@@ -198,12 +198,15 @@ def main() -> None:
     parser.add_argument("--batch-records", type=int, default=100_000, help="Records sent in 10,000-record batches.")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers.")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--load-only", action="store_true", help="Load the data set (e.g. for bench/pages.py) and stop.")
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
     remove_bench_rows()
     load_data_set(args.rows, args.customers)
+    if args.load_only:
+        return
     from django.contrib.auth.models import User
 
     call_command("create_api_client", "bench", stdout=open(os.devnull, "w"))
