@@ -21,9 +21,8 @@ from django.db.models import (
 from django.db.models.functions import Cast, Round, RowNumber, TruncMonth
 
 from .db_values import datetime_adapter, mysql_literal_writer
-from .models import Customer, CustomerPincodeTotal, ImportJob, Transaction
+from .models import Customer, CustomerPincodeTotal, ImportJob, MonthlyTotal, PincodeTotal, Transaction
 from .validation import CENT, state_key_for
-from .models import MonthlyTotal, PincodeTotal
 
 TOTAL_FIELD = DecimalField(max_digits=30, decimal_places=2)
 KEYS_PER_QUERY = 2000
