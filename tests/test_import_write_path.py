@@ -196,3 +196,20 @@ class CsvFastPathTests(TestCase):
         text = ",".join(TRANSACTION_FIELDS) + "\n\n   \n1,A,1,9876543210,2024-01-01T00:00:00Z,110001,Goa\n\n"
         rows = self.rows_of(text)
         self.assertEqual([(row.line_number, row.values["customer_id"]) for row in rows], [(4, "1")])
+
+
+class LongBatchTests(TestCase):
+    def test_a_batch_longer_than_one_statement_stores_every_row_and_total(self):
+        rows_per_statement = services.MYSQL_ROWS_PER_STATEMENT
+        raw = [
+            record(customer_id=1 + i % 700, transaction_amount=f"{1 + i % 97}.25",
+                   transaction_datetime=f"2024-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z")
+            for i in range(rows_per_statement + 300)
+        ]
+        outcomes = services.ingest_transactions(records=[parse_transaction_record(r) for r in raw])
+        self.assertEqual([o.status for o in outcomes], ["created"] * len(raw))
+        self.assertEqual(Transaction.objects.count(), len(raw))
+        expected_total = sum(Decimal(r["transaction_amount"]) for r in raw)
+        self.assertEqual(Transaction.objects.aggregate(total=Sum("transaction_amount"))["total"], expected_total)
+        self.assertEqual(Customer.objects.aggregate(total=Sum("total_amount"))["total"], expected_total)
+        self.assertEqual(CustomerPincodeTotal.objects.aggregate(total=Sum("total_amount"))["total"], expected_total)

@@ -36,6 +36,9 @@ IngestStatus = Literal["created", "duplicate", "conflict"]
 MAX_INGEST_ATTEMPTS = 10
 BULK_BATCH_SIZE = 2500
 IMPORT_SWITCH_INTERVAL = 0.0005  # seconds
+# A statement must fit max_allowed_packet (4 MB on MySQL 5.7, more since): a transaction row is
+# at most ~800 bytes (100- and 50-character texts in 4-byte UTF-8), so 2 MB at worst.
+MYSQL_ROWS_PER_STATEMENT = 2500
 
 
 @dataclass(frozen=True, slots=True)
@@ -675,10 +678,9 @@ def _insert_rendered_rows(model, field_names: Sequence[str], row_starts: Sequenc
     quote = connection.ops.quote_name
     columns = ", ".join(quote(model._meta.get_field(name).column) for name in field_names)
     ending = mysql_literal_writer(connection.connection)(last_value) + ")"
-    rows_per_statement = BULK_BATCH_SIZE * 4
     with connection.cursor() as cursor:
-        for start in range(0, len(row_starts), rows_per_statement):
-            values = ",".join([row_start + ending for row_start in row_starts[start : start + rows_per_statement]])
+        for start in range(0, len(row_starts), MYSQL_ROWS_PER_STATEMENT):
+            values = ",".join([row_start + ending for row_start in row_starts[start : start + MYSQL_ROWS_PER_STATEMENT]])
             cursor.execute(f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {values}")
 
 
@@ -686,12 +688,10 @@ def _insert_rows_as_mysql_literals(statement_start: str, suffix: str, rows: Sequ
     """Send the rows as literals written by ``mysql_literal_writer``, not as driver parameters."""
     connection.ensure_connection()
     literal = mysql_literal_writer(connection.connection)
-    # MySQL caps a statement at max_allowed_packet (16 MB by default); rows here are ~200 bytes.
-    rows_per_statement = BULK_BATCH_SIZE * 4
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), rows_per_statement):
+        for start in range(0, len(rows), MYSQL_ROWS_PER_STATEMENT):
             values = ",".join(
-                ["(" + ",".join([literal(value) for value in row]) + ")" for row in rows[start : start + rows_per_statement]]
+                ["(" + ",".join([literal(value) for value in row]) + ")" for row in rows[start : start + MYSQL_ROWS_PER_STATEMENT]]
             )
             cursor.execute(f"{statement_start} {values} {suffix}")
 
