@@ -10,6 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db import OperationalError
 from django.db.models import Q
 from django.utils.functional import cached_property
 from simple_history.admin import SimpleHistoryAdmin
@@ -198,8 +199,46 @@ class PincodeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class RetriedOnLockConflictMixin:
+    """Runs a write request again when the database gave up on it over a lock conflict.
+
+    Corrections share the per-month and per-pincode total rows with ingest, so a deadlock or a
+    lock wait timeout, though rare, can end one. Either rolls the view's whole transaction back,
+    so running the request again is safe, and the operator's save goes through instead of
+    ending on an error page.
+    """
+
+    lock_conflict_attempts = 3
+
+    def _retried(self, view, request, *args, **kwargs):
+        for attempt in range(1, self.lock_conflict_attempts + 1):
+            try:
+                return view(request, *args, **kwargs)
+            except OperationalError as exc:
+                retry = (
+                    request.method == "POST"
+                    and attempt < self.lock_conflict_attempts
+                    and services.is_transient_lock_error(exc)
+                )
+                if not retry:
+                    raise
+        raise AssertionError("unreachable")
+
+    def changeform_view(self, request, *args, **kwargs):
+        return self._retried(super().changeform_view, request, *args, **kwargs)
+
+    def delete_view(self, request, *args, **kwargs):
+        return self._retried(super().delete_view, request, *args, **kwargs)
+
+    def changelist_view(self, request, *args, **kwargs):  # where actions (bulk delete) are posted
+        return self._retried(super().changelist_view, request, *args, **kwargs)
+
+    def history_form_view(self, request, *args, **kwargs):  # restoring from the history
+        return self._retried(super().history_form_view, request, *args, **kwargs)
+
+
 @admin.register(Transaction)
-class TransactionAdmin(CustomerSearchMixin, SimpleHistoryAdmin):
+class TransactionAdmin(RetriedOnLockConflictMixin, CustomerSearchMixin, SimpleHistoryAdmin):
     name_field = "customer__name"
     form = TransactionForm
     list_display = ["id", "customer_link", "transaction_amount", "transaction_datetime", "pincode", "state"]
@@ -250,7 +289,7 @@ class TransactionAdmin(CustomerSearchMixin, SimpleHistoryAdmin):
 
 
 @admin.register(Customer)
-class CustomerAdmin(CustomerSearchMixin, SimpleHistoryAdmin):
+class CustomerAdmin(RetriedOnLockConflictMixin, CustomerSearchMixin, SimpleHistoryAdmin):
     form = CustomerForm
     list_display = ["customer_id", "name", "total_amount", "transaction_count", "details_as_of"]
     search_fields = ["=customer_id", "name", "=mob_no"]

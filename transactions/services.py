@@ -87,7 +87,7 @@ def ingest_transactions(
                     before_commit(outcomes)
                 return outcomes
         except (OperationalError, _CustomerCreatedConcurrently) as exc:
-            retryable = isinstance(exc, _CustomerCreatedConcurrently) or _is_transient_lock_error(exc)
+            retryable = isinstance(exc, _CustomerCreatedConcurrently) or is_transient_lock_error(exc)
             if attempt == MAX_INGEST_ATTEMPTS or not retryable:
                 raise
             logger.info("ingest attempt %s hit %r; retrying", attempt, exc)
@@ -95,7 +95,7 @@ def ingest_transactions(
     raise AssertionError("unreachable")
 
 
-def _is_transient_lock_error(exc: OperationalError) -> bool:
+def is_transient_lock_error(exc: OperationalError) -> bool:
     cause = exc.__cause__
     if connection.vendor == "mysql":
         return bool(exc.args) and exc.args[0] in (1205, 1213)  # lock wait timeout, deadlock
