@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from decimal import Decimal
 
 from django.db import connection
@@ -58,3 +58,15 @@ def mysql_literal_writer(driver_connection) -> Callable[[object], str]:
         raise TypeError(f"no SQL literal for {kind.__name__}")
 
     return literal
+
+
+def filter_by_ids(queryset, *, column: str, ids: Collection[int]):
+    """``queryset`` narrowed to rows whose `column` is one of `ids` (ints).
+
+    On MySQL the ids are written into the SQL: the ORM prepares each IN parameter one by one,
+    which a file import would pay for thousands of times a chunk.
+    """
+    if connection.vendor == "mysql" and ids:
+        written = ",".join(str(int(value)) for value in ids)
+        return queryset.extra(where=[f"{connection.ops.quote_name(column)} IN ({written})"])
+    return queryset.filter(**{f"{column}__in": ids})

@@ -20,7 +20,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Cast, Round, RowNumber, TruncMonth
 
-from .db_values import datetime_adapter, mysql_literal_writer
+from .db_values import datetime_adapter, filter_by_ids, mysql_literal_writer
 from .models import Customer, CustomerPincodeTotal, ImportJob, MonthlyTotal, PincodeTotal, Transaction
 from .validation import CENT, state_key_for
 
@@ -108,13 +108,7 @@ def pincode_total_ids_of(*, customer_ids: Collection[int]) -> dict[tuple[int, st
     found: dict[tuple[int, str, str], int] = {}
     id_iter = iter(customer_ids)
     while chunk := list(islice(id_iter, KEYS_PER_QUERY)):
-        if connection.vendor == "mysql":
-            # The ids written in (they are ints): the ORM's per-parameter preparation costs more.
-            totals = CustomerPincodeTotal.objects.extra(
-                where=[f"{connection.ops.quote_name('customer_id')} IN ({','.join(map(str, map(int, chunk)))})"]
-            )
-        else:
-            totals = CustomerPincodeTotal.objects.filter(customer_id__in=chunk)
+        totals = filter_by_ids(CustomerPincodeTotal.objects.all(), column="customer_id", ids=chunk)
         rows = totals.values_list("id", "customer_id", "state_key", "pincode")
         for row_id, customer_id, state_key, pincode in rows:
             found[(customer_id, state_key, pincode)] = row_id

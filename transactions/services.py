@@ -22,7 +22,7 @@ from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from . import selectors
-from .db_values import datetime_adapter, mysql_literal_writer
+from .db_values import datetime_adapter, filter_by_ids, mysql_literal_writer
 from .models import Customer, CustomerPincodeTotal, ImportJob, MonthlyTotal, PincodeTotal, RejectedRow, Transaction
 from . import import_files
 from .validation import RecordInvalid, TransactionRecord, parse_transaction_record, state_key_for
@@ -80,9 +80,6 @@ def ingest_transactions(
         try:
             with transaction.atomic():
                 outcomes = _ingest_with_customers_locked(records, mysql_literals)
-                _add_to_summaries(
-                    new_rows=[records[outcome.index] for outcome in outcomes if outcome.status == "created"]
-                )
                 if before_commit is not None:
                     before_commit(outcomes)
                 return outcomes
@@ -212,6 +209,7 @@ def _ingest_with_customers_locked(
             ],
         )
     _add_to_totals(customers=customers, new_rows=new_records)
+    _add_to_summaries(new_rows=new_records)  # shared rows, so taken last (see below)
     return outcomes
 
 
@@ -265,14 +263,7 @@ def _lock_customers(records: Sequence[TransactionRecord]) -> dict[int, _Customer
 
 
 def _locked_customer_states(customer_ids: Sequence[int]) -> dict[int, _CustomerState]:
-    if connection.vendor == "mysql" and customer_ids:
-        # The same query with the ids written in (they are ints): the ORM prepares thousands of
-        # IN parameters one by one, which a file import pays for on every chunk.
-        queryset = Customer.objects.select_for_update().extra(
-            where=[f"{connection.ops.quote_name('customer_id')} IN ({','.join(map(str, map(int, customer_ids)))})"]
-        ).order_by("pk")
-    else:
-        queryset = Customer.objects.select_for_update().filter(pk__in=customer_ids).order_by("pk")
+    queryset = filter_by_ids(Customer.objects.select_for_update(), column="customer_id", ids=customer_ids).order_by("pk")
     return {row[0]: _CustomerState(*row) for row in queryset.values_list(*CUSTOMER_COLUMNS)}
 
 
@@ -678,21 +669,23 @@ def _insert_rendered_rows(model, field_names: Sequence[str], row_starts: Sequenc
     quote = connection.ops.quote_name
     columns = ", ".join(quote(model._meta.get_field(name).column) for name in field_names)
     ending = mysql_literal_writer(connection.connection)(last_value) + ")"
-    with connection.cursor() as cursor:
-        for start in range(0, len(row_starts), MYSQL_ROWS_PER_STATEMENT):
-            values = ",".join([row_start + ending for row_start in row_starts[start : start + MYSQL_ROWS_PER_STATEMENT]])
-            cursor.execute(f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {values}")
+    _send_mysql_rows(
+        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES",
+        [row_start + ending for row_start in row_starts],
+    )
 
 
 def _insert_rows_as_mysql_literals(statement_start: str, suffix: str, rows: Sequence[tuple]) -> None:
     """Send the rows as literals written by ``mysql_literal_writer``, not as driver parameters."""
     connection.ensure_connection()
     literal = mysql_literal_writer(connection.connection)
+    _send_mysql_rows(statement_start, ["(" + ",".join([literal(value) for value in row]) + ")" for row in rows], suffix)
+
+
+def _send_mysql_rows(statement_start: str, written_rows: Sequence[str], suffix: str = "") -> None:
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), MYSQL_ROWS_PER_STATEMENT):
-            values = ",".join(
-                ["(" + ",".join([literal(value) for value in row]) + ")" for row in rows[start : start + MYSQL_ROWS_PER_STATEMENT]]
-            )
+        for start in range(0, len(written_rows), MYSQL_ROWS_PER_STATEMENT):
+            values = ",".join(written_rows[start : start + MYSQL_ROWS_PER_STATEMENT])
             cursor.execute(f"{statement_start} {values} {suffix}")
 
 
