@@ -127,7 +127,7 @@ def breakdown(csv_path: Path, *, rows: int, database: str, owner) -> None:
     from transactions import import_files, services
     from transactions.models import ImportJob, Transaction
 
-    query_seconds = [0.0]
+    query_seconds: dict[str, float] = {}
     real_query = MySQLdb.connections.Connection.query
 
     def timed_query(self, sql):
@@ -135,7 +135,8 @@ def breakdown(csv_path: Path, *, rows: int, database: str, owner) -> None:
         try:
             return real_query(self, sql)
         finally:
-            query_seconds[0] += time.perf_counter() - started
+            kind = statement_kind(sql)
+            query_seconds[kind] = query_seconds.get(kind, 0.0) + time.perf_counter() - started
 
     # Empty every table the import writes (the stored rows and all running totals).
     cursor = connection.cursor()
@@ -164,8 +165,22 @@ def breakdown(csv_path: Path, *, rows: int, database: str, owner) -> None:
     count = Transaction.objects.count()
     print(f"breakdown of {rows} rows ({count} stored), one step after the other:")
     print(f"  read + validate + write as SQL: {reading:.1f} s ({reading / rows * 1e6:.1f} us/row)")
+    server = sum(query_seconds.values())
     print(f"  write chunks: {writing:.1f} s ({writing / rows * 1e6:.1f} us/row), of which waiting for the "
-          f"server {query_seconds[0]:.1f} s ({query_seconds[0] / rows * 1e6:.1f} us/row)")
+          f"server {server:.1f} s ({server / rows * 1e6:.1f} us/row):")
+    for kind, seconds in sorted(query_seconds.items(), key=lambda item: -item[1]):
+        print(f"    {seconds / rows * 1e6:6.1f} us/row  {kind}")
+
+
+def statement_kind(sql: bytes | str) -> str:
+    """A statement's verb and table, e.g. "INSERT transactions_customer ... ON DUPLICATE KEY"."""
+    text = sql.decode("utf-8", "replace") if isinstance(sql, bytes) else sql
+    words = text[:200].replace("`", "").split()
+    verb = " ".join(words[:2]) if words[:1] == ["INSERT"] and words[1:2] == ["IGNORE"] else words[0] if words else ""
+    table = next((w for w in words if w.startswith("transactions_") or w.startswith("django_")), "")
+    upsert = " ON DUPLICATE KEY" if "ON DUPLICATE KEY" in text[-400:] else ""
+    locking = " FOR UPDATE" if text.rstrip().endswith("FOR UPDATE") else ""
+    return f"{verb} {table}{upsert}{locking}".strip()
 
 
 if __name__ == "__main__":

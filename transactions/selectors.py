@@ -64,7 +64,7 @@ def stored_payments_with_keys(
 ) -> dict[tuple, StoredPayment]:
     """Like ``transactions_with_keys``, as plain values: a batch compares, it needs no rows.
 
-    On MySQL the keys may come written as SQL already (``services.record_literals``).
+    On MySQL the keys may come written as SQL already (``services.prepare_batch``).
     """
     quote = connection.ops.quote_name
     table = quote(Transaction._meta.db_table)

@@ -58,7 +58,7 @@ def ingest_transactions(
     *,
     records: Sequence[TransactionRecord],
     before_commit: Callable[[list[IngestOutcome]], None] | None = None,
-    mysql_literals: Sequence[RecordLiterals] | None = None,
+    prepared: PreparedBatch | None = None,
 ) -> list[IngestOutcome]:
     """Store validated records, each key at most once, and return one outcome per record.
 
@@ -66,9 +66,9 @@ def ingest_transactions(
     (a file import saves its progress marker there, so the two commit or roll back together).
     It may run more than once if the transaction is retried.
 
-    ``mysql_literals`` (MySQL only) are the records as SQL, from ``record_literals``: a file
-    import writes them while it reads the file, so this, the slower of its two threads,
-    only joins them.
+    ``prepared`` (MySQL only) is ``prepare_batch(records)``: a file import works it out while
+    it reads the file, so that this, the slower of its two threads, mostly sends SQL. On MySQL
+    a batch is otherwise prepared here.
 
     Every customer a batch touches is locked (SELECT ... FOR UPDATE) before its transactions
     are looked up, so concurrent requests carrying the same key serialise on that customer and
@@ -76,10 +76,15 @@ def ingest_transactions(
     """
     if not records:
         return []
+    if prepared is None and len(records) > 1:
+        prepared = prepare_batch(records)
     for attempt in range(1, MAX_INGEST_ATTEMPTS + 1):
         try:
             with transaction.atomic():
-                outcomes = _ingest_with_customers_locked(records, mysql_literals)
+                if prepared is not None:
+                    outcomes = _ingest_prepared_batch(records, prepared)
+                else:
+                    outcomes = _ingest_with_customers_locked(records)
                 if before_commit is not None:
                     before_commit(outcomes)
                 return outcomes
@@ -119,8 +124,39 @@ class RecordLiterals(NamedTuple):
     row_start: str
 
 
-def record_literals(records: Sequence[TransactionRecord]) -> list[RecordLiterals] | None:
-    """The records as SQL for ``ingest_transactions``, or None where the database is not MySQL."""
+@dataclass(slots=True)
+class _CustomerAddition:
+    """What a batch adds to one customer: its latest details, and its amount and count."""
+
+    name: str
+    mob_no: str
+    details_as_of: dt.datetime
+    amount: Decimal
+    count: int
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch worked out for MySQL before its customers are locked (see ``prepare_batch``).
+
+    Everything assumes each record will be stored; the few that turn out to repeat a stored
+    key or an earlier record are taken out again by ``_ingest_prepared_batch``.
+    """
+
+    literals: list[RecordLiterals]
+    customer_ids: list[int]  # sorted: the order their locks are taken in
+    customer_additions: dict[int, _CustomerAddition]
+    customer_rows: dict[int, str]
+    pincode_additions: dict[tuple[int, str, str], str]  # key -> "customer,state_key,pincode,state,amount,count)"
+    summaries: _SummaryDeltas
+
+
+def prepare_batch(records: Sequence[TransactionRecord]) -> PreparedBatch | None:
+    """The batch as MySQL SQL, with what it adds to every running total; None on other databases.
+
+    A file import calls this on its reading thread, so the writer thread, which waits for the
+    server, spends little time of its own on a chunk.
+    """
     if connection.vendor != "mysql":
         return None
     connection.ensure_connection()
@@ -135,12 +171,157 @@ def record_literals(records: Sequence[TransactionRecord]) -> list[RecordLiterals
             f"({r.customer_id},{literal(r.name)},'{r.mob_no}',{r.transaction_amount:f},{moment},"
             f"'{r.pincode}',{literal(r.state)},{literal(r.state_key)},",
         ))
-    return literals
+    customer_additions = _customer_additions(records)
+    summaries = _SummaryDeltas()
+    for record in records:
+        summaries.add(record, sign=1)
+    return PreparedBatch(
+        literals=literals,
+        customer_ids=sorted(customer_additions),
+        customer_additions=customer_additions,
+        customer_rows=_customer_rows(customer_additions, literal),
+        pincode_additions=_pincode_additions(records, literal),
+        summaries=summaries,
+    )
 
 
-def _ingest_with_customers_locked(
-    records: Sequence[TransactionRecord], mysql_literals: Sequence[RecordLiterals] | None = None
-) -> list[IngestOutcome]:
+def _customer_additions(records: Iterable[TransactionRecord]) -> dict[int, _CustomerAddition]:
+    additions: dict[int, _CustomerAddition] = {}
+    for r in records:
+        addition = additions.get(r.customer_id)
+        if addition is None:
+            additions[r.customer_id] = _CustomerAddition(r.name, r.mob_no, r.transaction_datetime, r.transaction_amount, 1)
+            continue
+        if r.transaction_datetime > addition.details_as_of:
+            addition.name, addition.mob_no, addition.details_as_of = r.name, r.mob_no, r.transaction_datetime
+        addition.amount += r.transaction_amount
+        addition.count += 1
+    return additions
+
+
+def _customer_rows(additions: dict[int, _CustomerAddition], literal) -> dict[int, str]:
+    """Each customer's addition as a row of CUSTOMER_COLUMNS."""
+    return {
+        customer_id: f"({customer_id},{literal(a.name)},'{a.mob_no}',{literal(a.details_as_of)},{a.amount:f},{a.count})"
+        for customer_id, a in additions.items()
+    }
+
+
+def _pincode_additions(records: Iterable[TransactionRecord], literal) -> dict[tuple[int, str, str], str]:
+    sums: dict[tuple[int, str, str], list] = {}
+    for r in records:
+        key = (r.customer_id, r.state_key, r.pincode)
+        delta = sums.get(key)
+        if delta is None:
+            sums[key] = [r.state, r.transaction_amount, 1]
+        else:
+            delta[1] += r.transaction_amount
+            delta[2] += 1
+    return {
+        key: f"{key[0]},{literal(key[1])},'{key[2]}',{literal(state)},{amount:f},{count})"
+        for key, (state, amount, count) in sums.items()
+    }
+
+
+# On a customer who has transactions, the batch's latest details replace the stored ones only
+# if they are newer. MySQL assigns left to right, each assignment seeing the ones before it:
+# the details first, the count (which says whether there were transactions) last.
+_CUSTOMER_ADDITION_SUFFIX = (
+    "ON DUPLICATE KEY UPDATE "
+    "name = IF(transaction_count = 0 OR VALUES(details_as_of) > details_as_of, VALUES(name), name), "
+    "mob_no = IF(transaction_count = 0 OR VALUES(details_as_of) > details_as_of, VALUES(mob_no), mob_no), "
+    "details_as_of = IF(transaction_count = 0, VALUES(details_as_of), GREATEST(details_as_of, VALUES(details_as_of))), "
+    "total_amount = total_amount + VALUES(total_amount), "
+    "transaction_count = transaction_count + VALUES(transaction_count)"
+)
+
+
+def _ingest_prepared_batch(records: Sequence[TransactionRecord], prepared: PreparedBatch) -> list[IngestOutcome]:
+    """``_ingest_with_customers_locked`` for a prepared batch on MySQL, in the same steps.
+
+    The customers are locked (and the new ones looked for) without reading their totals: the
+    totals are added to in SQL, so no customer row travels to Python and back.
+    """
+    quote = connection.ops.quote_name
+    customer_table = quote(Customer._meta.db_table)
+    with connection.cursor() as cursor:
+        ids = ",".join(map(str, prepared.customer_ids))
+        cursor.execute(
+            f"SELECT customer_id, transaction_count FROM {customer_table} "
+            f"WHERE customer_id IN ({ids}) ORDER BY customer_id FOR UPDATE"
+        )
+        stored_counts = dict(cursor.fetchall())
+    # A new customer, or one whose transactions were all deleted, has none to collide with.
+    key_literals = {
+        record.key: literals.key
+        for record, literals in zip(records, prepared.literals)
+        if stored_counts.get(record.customer_id)
+    }
+    stored_by_key: dict[tuple, selectors.StoredPayment | TransactionRecord] = selectors.stored_payments_with_keys(
+        keys=key_literals.keys(), mysql_key_literals=key_literals
+    )
+    outcomes: list[IngestOutcome] = []
+    new_indexes: list[int] = []
+    left_out: list[TransactionRecord] = []
+    for index, record in enumerate(records):
+        stored = stored_by_key.get(record.key)
+        if stored is None:
+            stored_by_key[record.key] = record  # a repeat later in the same batch meets this one
+            new_indexes.append(index)
+            outcomes.append(IngestOutcome(index=index, status="created"))
+        else:
+            left_out.append(record)
+            outcomes.append(IngestOutcome(index=index, status="duplicate" if _same_payment(stored, record) else "conflict"))
+
+    customer_rows, pincode_additions, summaries = prepared.customer_rows, prepared.pincode_additions, prepared.summaries
+    if left_out:
+        customer_rows, pincode_additions, summaries = _without_left_out(records, new_indexes, left_out, prepared)
+    # New customers are inserted with their totals, and first: the transactions refer to them.
+    new_customer_rows = [row for customer_id, row in sorted(customer_rows.items()) if customer_id not in stored_counts]
+    columns = ", ".join(quote(Customer._meta.get_field(name).column) for name in CUSTOMER_COLUMNS)
+    try:
+        _send_mysql_rows(f"INSERT INTO {customer_table} ({columns}) VALUES", new_customer_rows)
+    except IntegrityError as exc:
+        raise _CustomerCreatedConcurrently() from exc
+    if new_indexes:
+        new_indexes.sort(key=lambda index: records[index].key)  # index pages fill in order
+        _insert_rendered_rows(
+            Transaction, TRANSACTION_COLUMNS, [prepared.literals[index].row_start for index in new_indexes],
+            last_value=timezone.now(),
+        )
+    _send_mysql_rows(
+        f"INSERT INTO {customer_table} ({columns}) VALUES",
+        [row for customer_id, row in sorted(customer_rows.items()) if customer_id in stored_counts],
+        _CUSTOMER_ADDITION_SUFFIX,
+    )
+    _add_to_pincode_totals_as_sql(pincode_additions)
+    summaries.write()  # shared rows, so taken last (see _SummaryDeltas)
+    return outcomes
+
+
+def _without_left_out(
+    records: Sequence[TransactionRecord], new_indexes: list[int], left_out: list[TransactionRecord], prepared: PreparedBatch
+) -> tuple[dict[int, str], dict[tuple[int, str, str], str], _SummaryDeltas]:
+    """The prepared additions less the records that were not stored (duplicates, conflicts).
+
+    Only the customers of those records are worked out again, from their stored records.
+    """
+    literal = mysql_literal_writer(connection.connection)
+    touched = {record.customer_id for record in left_out}
+    stored_of_touched = [records[index] for index in new_indexes if records[index].customer_id in touched]
+    customer_rows = {
+        customer_id: row for customer_id, row in prepared.customer_rows.items() if customer_id not in touched
+    }
+    customer_rows.update(_customer_rows(_customer_additions(stored_of_touched), literal))
+    pincode_additions = {key: row for key, row in prepared.pincode_additions.items() if key[0] not in touched}
+    pincode_additions.update(_pincode_additions(stored_of_touched, literal))
+    summaries = prepared.summaries.copy()
+    for record in left_out:
+        summaries.add(record, sign=-1)
+    return customer_rows, pincode_additions, summaries
+
+
+def _ingest_with_customers_locked(records: Sequence[TransactionRecord]) -> list[IngestOutcome]:
     customers = _lock_customers(records)
     # A customer this batch has just created has no stored transactions to collide with.
     keys_to_look_up = {record.key for record in records if customers[record.customer_id].transaction_count}
@@ -148,13 +329,6 @@ def _ingest_with_customers_locked(
     if len(records) == 1:
         # A single record's answer shows the stored row it collided with.
         stored_by_key = {row.key: row for row in selectors.transactions_with_keys(keys=keys_to_look_up)}
-    elif mysql_literals is not None:
-        key_literals = {
-            record.key: literals.key
-            for record, literals in zip(records, mysql_literals)
-            if record.key in keys_to_look_up
-        }
-        stored_by_key = selectors.stored_payments_with_keys(keys=key_literals.keys(), mysql_key_literals=key_literals)
     else:
         stored_by_key = selectors.stored_payments_with_keys(keys=keys_to_look_up)
     outcomes: list[IngestOutcome] = []
@@ -189,12 +363,6 @@ def _ingest_with_customers_locked(
         row.save(force_insert=True)
         [created_index] = [i for i, outcome in enumerate(outcomes) if outcome.status == "created"]
         outcomes[created_index] = IngestOutcome(index=created_index, status="created", transaction=row)
-    elif new_records and mysql_literals is not None:
-        new_indexes.sort(key=lambda index: records[index].key)  # index pages fill in order
-        _insert_rendered_rows(
-            Transaction, TRANSACTION_COLUMNS, [mysql_literals[index].row_start for index in new_indexes],
-            last_value=timezone.now(),
-        )
     elif new_records:
         created_at = timezone.now()
         _insert_rows(
@@ -336,6 +504,32 @@ def _add_to_pincode_totals(deltas: dict[tuple[int, str, str], list]) -> None:
     )
 
 
+def _add_to_pincode_totals_as_sql(additions: dict[tuple[int, str, str], str]) -> None:
+    """``_add_to_pincode_totals`` for additions written as SQL by ``prepare_batch``."""
+    if not additions:
+        return
+    existing_ids = selectors.pincode_total_ids_of(customer_ids={customer_id for customer_id, _, _ in additions})
+    known: list[tuple[int, str]] = []
+    new: list[str] = []
+    for key, row_end in additions.items():
+        row_id = existing_ids.get(key)
+        if row_id is None:
+            new.append(f"({row_end}")
+        else:
+            known.append((row_id, f"({row_id},{row_end}"))
+    known.sort()
+    increments = ["total_amount", "transaction_count"]
+    by_id = _insert_statement(
+        CustomerPincodeTotal, ["id", *PINCODE_TOTAL_COLUMNS], unique_fields=["id"], increment_fields=increments
+    )
+    _send_mysql_rows(by_id[0], [row for _, row in known], by_id[1])
+    by_unique_key = _insert_statement(
+        CustomerPincodeTotal, PINCODE_TOTAL_COLUMNS,
+        unique_fields=["customer", "state_key", "pincode"], increment_fields=increments,
+    )
+    _send_mysql_rows(by_unique_key[0], new, by_unique_key[1])
+
+
 def recompute_customer_totals(*, customer_ids: Iterable[int]) -> None:
     """Rebuild the running totals of some customers from their stored transactions.
 
@@ -436,6 +630,12 @@ class _SummaryDeltas:
     def __init__(self) -> None:
         self.months: dict[tuple[int, int], list] = {}  # (year, month) -> [count, amount]
         self.pincodes: dict[tuple[str, str], list] = {}  # (state_key, pincode) -> [state, count, amount]
+
+    def copy(self) -> _SummaryDeltas:
+        copied = _SummaryDeltas()
+        copied.months = {key: list(value) for key, value in self.months.items()}
+        copied.pincodes = {key: list(value) for key, value in self.pincodes.items()}
+        return copied
 
     def add(self, row: Transaction | TransactionRecord, *, sign: int) -> None:
         # Called for every row of every batch: plain tuples and no conversions when, as always
@@ -626,11 +826,42 @@ def _insert_rows(
     """
     if not rows:
         return
-    quote = connection.ops.quote_name
+    statement_start, suffix = _insert_statement(
+        model, field_names, unique_fields=unique_fields, update_fields=update_fields,
+        increment_fields=increment_fields, ignore_conflicts=ignore_conflicts,
+    )
+    if connection.vendor == "mysql":
+        _insert_rows_as_mysql_literals(statement_start, suffix, rows)
+        return
     fields = [model._meta.get_field(name) for name in field_names]
     datetime_positions = [i for i, field in enumerate(fields) if field.get_internal_type() == "DateTimeField"]
-    columns = ", ".join(quote(field.column) for field in fields)
     row_placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    adapt_datetime = datetime_adapter()
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), BULK_BATCH_SIZE):
+            chunk = rows[start : start + BULK_BATCH_SIZE]
+            params: list[object] = []
+            for row in chunk:
+                row = list(row)
+                for position in datetime_positions:
+                    row[position] = adapt_datetime(row[position])
+                params += row
+            cursor.execute(f"{statement_start} {', '.join([row_placeholder] * len(chunk))} {suffix}", params)
+
+
+def _insert_statement(
+    model,
+    field_names: Sequence[str],
+    *,
+    unique_fields: Sequence[str] = (),
+    update_fields: Sequence[str] = (),
+    increment_fields: Sequence[str] = (),
+    ignore_conflicts: bool = False,
+) -> tuple[str, str]:
+    """``_insert_rows``'s statement around its rows: "INSERT ... VALUES" and the conflict clause."""
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in field_names]
+    columns = ", ".join(quote(field.column) for field in fields)
     on_conflict = OnConflict.IGNORE if ignore_conflicts else None
     if update_fields or increment_fields:
         on_conflict = OnConflict.UPDATE
@@ -644,24 +875,7 @@ def _insert_rows(
     ) or ""
     if increment_fields:
         suffix = _as_increments(suffix, model, increment_fields)
-    table_and_columns = f"{quote(model._meta.db_table)} ({columns})"
-    if connection.vendor == "mysql":
-        _insert_rows_as_mysql_literals(f"{insert} {table_and_columns} VALUES", suffix, rows)
-        return
-    adapt_datetime = datetime_adapter()
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), BULK_BATCH_SIZE):
-            chunk = rows[start : start + BULK_BATCH_SIZE]
-            params: list[object] = []
-            for row in chunk:
-                row = list(row)
-                for position in datetime_positions:
-                    row[position] = adapt_datetime(row[position])
-                params += row
-            cursor.execute(
-                f"{insert} {table_and_columns} VALUES {', '.join([row_placeholder] * len(chunk))} {suffix}",
-                params,
-            )
+    return f"{insert} {quote(model._meta.db_table)} ({columns}) VALUES", suffix
 
 
 def _insert_rendered_rows(model, field_names: Sequence[str], row_starts: Sequence[str], *, last_value) -> None:
@@ -809,7 +1023,7 @@ def _import_rows(*, job_id: int, runner: str, rows: Iterator[import_files.FileRo
 @dataclass(slots=True)
 class _ValidatedChunk:
     records: list[TransactionRecord]
-    mysql_literals: list[RecordLiterals] | None
+    prepared: PreparedBatch | None
     rejected: list[RejectedRow]
     row_count: int
     end_offset: int
@@ -831,7 +1045,7 @@ def _validated_chunk(*, job_id: int, chunk: list[import_files.FileRow]) -> _Vali
         raw = row.raw.replace("\x00", "\ufffd")
         rejected.append(RejectedRow(job_id=job_id, line_number=row.line_number, raw=raw, reason=row.problem))
     return _ValidatedChunk(
-        records, record_literals(records), rejected, len(chunk), chunk[-1].end_offset, chunk[-1].end_line
+        records, prepare_batch(records) if records else None, rejected, len(chunk), chunk[-1].end_offset, chunk[-1].end_line
     )
 
 
@@ -856,7 +1070,7 @@ def _import_chunk(*, job_id: int, runner: str, chunk: _ValidatedChunk) -> None:
         )
 
     if chunk.records:
-        ingest_transactions(records=chunk.records, before_commit=save_progress, mysql_literals=chunk.mysql_literals)
+        ingest_transactions(records=chunk.records, before_commit=save_progress, prepared=chunk.prepared)
     else:
         with transaction.atomic():
             save_progress([])

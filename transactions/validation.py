@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
@@ -187,15 +187,14 @@ class TransactionRecord:
     transaction_datetime: dt.datetime
     pincode: str
     state: str
+    # Derived once: a file import reads them several times for each of millions of records.
+    # ``key`` is what identifies a transaction: a customer can't pay twice at the same instant.
+    key: tuple[int, dt.datetime] = field(init=False, repr=False, compare=False)
+    state_key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> tuple[int, dt.datetime]:
-        """What identifies a transaction: a customer can't pay twice at the same instant."""
-        return (self.customer_id, self.transaction_datetime)
-
-    @property
-    def state_key(self) -> str:
-        return state_key_for(self.state)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.customer_id, self.transaction_datetime))
+        object.__setattr__(self, "state_key", state_key_for(self.state))
 
 
 TRANSACTION_FIELD_CLEANERS = {
