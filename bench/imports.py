@@ -75,16 +75,20 @@ def main() -> None:
     connection.close()
 
     print(f"importing {args.rows} rows with one worker process ...", flush=True)
+    server_cpu_before = server_cpu_seconds()
     started = time.perf_counter()
     worker = subprocess.Popen([sys.executable, "manage.py", "import_worker", "--batch", "-v0"], cwd=ROOT)
     _, status, usage = os.wait4(worker.pid, 0)
     elapsed = time.perf_counter() - started
+    server_cpu = server_cpu_seconds() - server_cpu_before
     job.refresh_from_db()
     peak_rss_mb = usage.ru_maxrss / 1024
     print(f"import: status {job.status} {job.error}".rstrip())
     print(f"import: {job.rows_processed} rows in {elapsed:.1f} s = {job.rows_processed / elapsed:,.0f} rows/s; "
           f"created {job.created}, duplicates {job.duplicates}, conflicts {job.conflicts}, rejected {job.rejected}; "
           f"worker peak RSS {peak_rss_mb:.0f} MB")
+    print(f"import: CPU time of the worker {usage.ru_utime:.1f} s user + {usage.ru_stime:.1f} s system; "
+          f"of the database server {server_cpu:.1f} s" if server_cpu >= 0 else "")
     assert job.created + job.duplicates + job.conflicts + job.rejected == job.rows_processed
     assert Transaction.objects.count() == job.created
 
@@ -108,6 +112,16 @@ def main() -> None:
     print(f"ratio: the import takes {elapsed / reference:.1f}x the time of LOAD DATA")
     if args.breakdown:
         breakdown(csv_path, rows=args.breakdown, database=args.database, owner=owner)
+
+
+def server_cpu_seconds() -> float:
+    """CPU time the local MariaDB/MySQL server has used so far (-1 when it is not on this machine)."""
+    for name in ("mariadbd", "mysqld"):
+        found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()
+        if found:
+            fields = Path(f"/proc/{found[0]}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return -1.0
 
 
 def breakdown(csv_path: Path, *, rows: int, database: str, owner) -> None:
