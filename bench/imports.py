@@ -192,7 +192,7 @@ def statement_kind(sql: bytes | str) -> str:
     words = text[:200].replace("`", "").split()
     verb = " ".join(words[:2]) if words[:1] == ["INSERT"] and words[1:2] == ["IGNORE"] else words[0] if words else ""
     table = next((w for w in words if w.startswith("transactions_") or w.startswith("django_")), "")
-    upsert = " ON DUPLICATE KEY" if "ON DUPLICATE KEY" in text[-400:] else ""
+    upsert = " ON DUPLICATE KEY" if "ON DUPLICATE KEY" in text[-1000:] else ""
     locking = " FOR UPDATE" if text.rstrip().endswith("FOR UPDATE") else ""
     return f"{verb} {table}{upsert}{locking}".strip()
 
