@@ -213,3 +213,76 @@ class LongBatchTests(TestCase):
         self.assertEqual(Transaction.objects.aggregate(total=Sum("transaction_amount"))["total"], expected_total)
         self.assertEqual(Customer.objects.aggregate(total=Sum("total_amount"))["total"], expected_total)
         self.assertEqual(CustomerPincodeTotal.objects.aggregate(total=Sum("total_amount"))["total"], expected_total)
+
+
+class BatchCustomerDetailsTests(TestCase):
+    """A batch adds to customers who exist: their details move only to a newer transaction.
+
+    On MySQL a batch adds to the stored customers in SQL (``services.prepare_batch``), without
+    reading them first; the rules are the same as for a single record.
+    """
+
+    def ingest(self, *records: dict) -> list[str]:
+        outcomes = services.ingest_transactions(records=[parse_transaction_record(r) for r in records])
+        return [outcome.status for outcome in outcomes]
+
+    def details(self, customer_id: int) -> tuple:
+        c = Customer.objects.get(pk=customer_id)
+        return (c.name, c.mob_no, c.details_as_of.isoformat(), c.total_amount, c.transaction_count)
+
+    def test_an_older_transaction_in_a_batch_does_not_replace_newer_details(self):
+        self.ingest(
+            record(customer_id=1, name="new name", mob_no="9000000001", transaction_amount="10.00",
+                   transaction_datetime="2024-06-01T00:00:00Z"),
+            record(customer_id=2, name="old name", mob_no="9000000002", transaction_amount="20.00",
+                   transaction_datetime="2024-01-01T00:00:00Z"),
+        )
+        statuses = self.ingest(
+            record(customer_id=1, name="older", mob_no="9111111111", transaction_amount="1.50",
+                   transaction_datetime="2024-03-01T00:00:00Z"),
+            record(customer_id=2, name="newer", mob_no="9222222222", transaction_amount="2.25",
+                   transaction_datetime="2024-03-01T00:00:00Z"),
+            record(customer_id=2, name="newest", mob_no="9333333333", transaction_amount="0.75",
+                   transaction_datetime="2024-04-01T00:00:00Z"),
+        )
+        self.assertEqual(statuses, ["created", "created", "created"])
+        self.assertEqual(self.details(1), ("new name", "9000000001", "2024-06-01T00:00:00+00:00", Decimal("11.50"), 2))
+        self.assertEqual(self.details(2), ("newest", "9333333333", "2024-04-01T00:00:00+00:00", Decimal("23.00"), 3))
+
+    def test_a_customer_whose_transactions_were_all_deleted_takes_the_batch_details(self):
+        self.ingest(
+            record(customer_id=3, name="gone", transaction_datetime="2024-09-01T00:00:00Z"),
+            record(customer_id=4, name="other", transaction_datetime="2024-09-01T00:00:00Z"),
+        )
+        services.delete_transactions(rows=Transaction.objects.filter(customer_id=3))
+        self.assertEqual(self.details(3)[3:], (Decimal("0"), 0))
+        self.ingest(
+            record(customer_id=3, name="back", mob_no="9444444444", transaction_amount="5.00",
+                   transaction_datetime="2024-02-01T00:00:00Z"),
+            record(customer_id=4, name="other", transaction_amount="5.00", transaction_datetime="2024-02-01T00:00:00Z"),
+        )
+        self.assertEqual(self.details(3), ("back", "9444444444", "2024-02-01T00:00:00+00:00", Decimal("5.00"), 1))
+
+    def test_repeats_in_a_batch_add_nothing_and_leave_the_details(self):
+        self.ingest(
+            record(customer_id=5, name="first", transaction_amount="10.00", transaction_datetime="2024-05-01T00:00:00Z"),
+            record(customer_id=6, name="six", transaction_amount="1.00", transaction_datetime="2024-05-01T00:00:00Z"),
+        )
+        statuses = self.ingest(
+            # A stored key again (a duplicate, then a conflict), and a new one repeated in the batch.
+            record(customer_id=5, name="first", transaction_amount="10.00", transaction_datetime="2024-05-01T00:00:00Z"),
+            record(customer_id=5, name="renamed?", transaction_amount="99.00", transaction_datetime="2024-05-01T00:00:00Z"),
+            record(customer_id=5, name="later", transaction_amount="3.00", transaction_datetime="2024-05-02T00:00:00Z"),
+            record(customer_id=5, name="later again", transaction_amount="4.00", transaction_datetime="2024-05-02T00:00:00Z"),
+            record(customer_id=7, name="new", transaction_amount="2.00", transaction_datetime="2024-05-03T00:00:00Z"),
+            record(customer_id=7, name="new", transaction_amount="2.00", transaction_datetime="2024-05-03T00:00:00Z"),
+        )
+        self.assertEqual(statuses, ["duplicate", "conflict", "created", "conflict", "created", "duplicate"])
+        self.assertEqual(self.details(5)[0], "later")
+        self.assertEqual(self.details(5)[3:], (Decimal("13.00"), 2))
+        self.assertEqual(self.details(7)[3:], (Decimal("2.00"), 1))
+        self.assertEqual(
+            stored_pincode_totals(),
+            {(5, "delhi", "110001"): (Decimal("13.00"), 2), (6, "delhi", "110001"): (Decimal("1.00"), 1),
+             (7, "delhi", "110001"): (Decimal("2.00"), 1)},
+        )

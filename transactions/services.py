@@ -160,7 +160,7 @@ def prepare_batch(records: Sequence[TransactionRecord]) -> PreparedBatch | None:
     if connection.vendor != "mysql":
         return None
     connection.ensure_connection()
-    literal = mysql_literal_writer(connection.connection)
+    literal = _remembering(mysql_literal_writer(connection.connection))
     literals = []
     for r in records:
         moment = literal(r.transaction_datetime)
@@ -183,6 +183,23 @@ def prepare_batch(records: Sequence[TransactionRecord]) -> PreparedBatch | None:
         pincode_additions=_pincode_additions(records, literal),
         summaries=summaries,
     )
+
+
+def _remembering(literal: Callable[[object], str]) -> Callable[[object], str]:
+    """``literal`` for texts and datetimes, each value written once.
+
+    A batch writes each record's name and datetime again in its customer's row, and a few
+    dozen states thousands of times.
+    """
+    written: dict[object, str] = {}
+
+    def remembered(value: object) -> str:
+        text = written.get(value)
+        if text is None:
+            text = written[value] = literal(value)
+        return text
+
+    return remembered
 
 
 def _customer_additions(records: Iterable[TransactionRecord]) -> dict[int, _CustomerAddition]:
