@@ -254,10 +254,14 @@ _CUSTOMER_ADDITION_SUFFIX = (
 
 
 def _ingest_prepared_batch(records: Sequence[TransactionRecord], prepared: PreparedBatch) -> list[IngestOutcome]:
-    """``_ingest_with_customers_locked`` for a prepared batch on MySQL, in the same steps.
+    """``_ingest_with_customers_locked`` for a prepared batch on MySQL.
 
     The customers are locked (and the new ones looked for) without reading their totals: the
-    totals are added to in SQL, so no customer row travels to Python and back.
+    totals are added to in SQL, so no customer row travels to Python and back. On MariaDB the
+    records of customers who have transactions are inserted first, skipping stored keys, and
+    only the keys it skipped are looked up (almost never, in a file of new transactions):
+    looking every key up first cost a tenth of an import's server time. MySQL, which cannot
+    say which rows an INSERT stored, looks them up first.
     """
     quote = connection.ops.quote_name
     customer_table = quote(Customer._meta.db_table)
@@ -268,52 +272,117 @@ def _ingest_prepared_batch(records: Sequence[TransactionRecord], prepared: Prepa
             f"WHERE customer_id IN ({ids}) ORDER BY customer_id FOR UPDATE"
         )
         stored_counts = dict(cursor.fetchall())
+    # The first record of each key is the one that may be stored; later ones repeat it.
+    first_of_key: dict[tuple, int] = {}
+    candidates: list[int] = []
+    for index, record in enumerate(records):
+        if first_of_key.setdefault(record.key, index) == index:
+            candidates.append(index)
+    candidates.sort(key=lambda index: records[index].key)  # index pages fill in order
     # A new customer, or one whose transactions were all deleted, has none to collide with.
-    key_literals = {
-        record.key: literals.key
-        for record, literals in zip(records, prepared.literals)
-        if stored_counts.get(record.customer_id)
-    }
-    stored_by_key: dict[tuple, selectors.StoredPayment | TransactionRecord] = selectors.stored_payments_with_keys(
-        keys=key_literals.keys(), mysql_key_literals=key_literals
-    )
+    may_collide = [index for index in candidates if stored_counts.get(records[index].customer_id)]
+    insert_first = bool(may_collide) and connection.features.can_return_rows_from_bulk_insert
+
+    if insert_first:
+        repeats = [record for index, record in enumerate(records) if first_of_key[record.key] != index]
+        additions = _additions_without(records, candidates, repeats, prepared)
+        _insert_new_customers(additions[0], stored_counts)
+        stored_keys = _insert_transactions_skipping_stored(records, candidates, prepared)
+        collided = [index for index in candidates if records[index].key not in stored_keys]
+        stored_by_key = _stored_payments(records, collided, prepared)
+        if len(stored_by_key) != len(collided):
+            raise RuntimeError("INSERT IGNORE skipped rows that are not stored: not a duplicate key")
+        created = [index for index in candidates if records[index].key in stored_keys]
+    else:
+        stored_by_key = _stored_payments(records, may_collide, prepared)
+        created = [index for index in candidates if records[index].key not in stored_by_key]
+
+    created_set = set(created)
     outcomes: list[IngestOutcome] = []
-    new_indexes: list[int] = []
     left_out: list[TransactionRecord] = []
     for index, record in enumerate(records):
-        stored = stored_by_key.get(record.key)
-        if stored is None:
-            stored_by_key[record.key] = record  # a repeat later in the same batch meets this one
-            new_indexes.append(index)
+        if index in created_set:
             outcomes.append(IngestOutcome(index=index, status="created"))
-        else:
-            left_out.append(record)
-            outcomes.append(IngestOutcome(index=index, status="duplicate" if _same_payment(stored, record) else "conflict"))
+            continue
+        # A stored row, or else the batch's own first record of the key, stored just now.
+        earlier = stored_by_key.get(record.key) or records[first_of_key[record.key]]
+        left_out.append(record)
+        outcomes.append(IngestOutcome(index=index, status="duplicate" if _same_payment(earlier, record) else "conflict"))
 
-    customer_rows, pincode_additions, summaries = prepared.customer_rows, prepared.pincode_additions, prepared.summaries
-    if left_out:
-        customer_rows, pincode_additions, summaries = _without_left_out(records, new_indexes, left_out, prepared)
-    # New customers are inserted with their totals, and first: the transactions refer to them.
-    new_customer_rows = [row for customer_id, row in sorted(customer_rows.items()) if customer_id not in stored_counts]
-    columns = ", ".join(quote(Customer._meta.get_field(name).column) for name in CUSTOMER_COLUMNS)
-    try:
-        _send_mysql_rows(f"INSERT INTO {customer_table} ({columns}) VALUES", new_customer_rows)
-    except IntegrityError as exc:
-        raise _CustomerCreatedConcurrently() from exc
-    if new_indexes:
-        new_indexes.sort(key=lambda index: records[index].key)  # index pages fill in order
-        _insert_rendered_rows(
-            Transaction, TRANSACTION_COLUMNS, [prepared.literals[index].row_start for index in new_indexes],
-            last_value=timezone.now(),
-        )
+    customer_rows, pincode_additions, summaries = _additions_without(records, created, left_out, prepared)
+    if not insert_first:
+        _insert_new_customers(customer_rows, stored_counts)
+        if created:
+            _insert_rendered_rows(
+                Transaction, TRANSACTION_COLUMNS, [prepared.literals[index].row_start for index in created],
+                last_value=timezone.now(),
+            )
     _send_mysql_rows(
-        f"INSERT INTO {customer_table} ({columns}) VALUES",
+        f"INSERT INTO {customer_table} ({_columns_of(Customer, CUSTOMER_COLUMNS)}) VALUES",
         [row for customer_id, row in sorted(customer_rows.items()) if customer_id in stored_counts],
         _CUSTOMER_ADDITION_SUFFIX,
     )
     _add_to_pincode_totals_as_sql(pincode_additions)
     summaries.write()  # shared rows, so taken last (see _SummaryDeltas)
     return outcomes
+
+
+def _columns_of(model, field_names: Sequence[str]) -> str:
+    quote = connection.ops.quote_name
+    return ", ".join(quote(model._meta.get_field(name).column) for name in field_names)
+
+
+def _insert_new_customers(customer_rows: dict[int, str], stored_counts: dict[int, int]) -> None:
+    """Insert the batch's new customers with their totals; first, as their transactions refer to them."""
+    new_customer_rows = [row for customer_id, row in sorted(customer_rows.items()) if customer_id not in stored_counts]
+    table = connection.ops.quote_name(Customer._meta.db_table)
+    try:
+        _send_mysql_rows(f"INSERT INTO {table} ({_columns_of(Customer, CUSTOMER_COLUMNS)}) VALUES", new_customer_rows)
+    except IntegrityError as exc:
+        raise _CustomerCreatedConcurrently() from exc
+
+
+def _stored_payments(
+    records: Sequence[TransactionRecord], indexes: Sequence[int], prepared: PreparedBatch
+) -> dict[tuple, selectors.StoredPayment]:
+    key_literals = {records[index].key: prepared.literals[index].key for index in indexes}
+    return selectors.stored_payments_with_keys(keys=key_literals.keys(), mysql_key_literals=key_literals)
+
+
+def _insert_transactions_skipping_stored(
+    records: Sequence[TransactionRecord], indexes: Sequence[int], prepared: PreparedBatch
+) -> set[tuple]:
+    """INSERT IGNORE the records (MariaDB); the keys of the rows it stored.
+
+    IGNORE would also skip a row for another error (a value too long, say) with a warning of
+    its own: a statement with more warnings than skipped rows is an error, and a skipped key
+    that is not stored is caught by the caller.
+    """
+    quote = connection.ops.quote_name
+    customer, moment = (quote(Transaction._meta.get_field(name).column) for name in ("customer", "transaction_datetime"))
+    statement_start = (
+        f"INSERT IGNORE INTO {quote(Transaction._meta.db_table)} ({_columns_of(Transaction, TRANSACTION_COLUMNS)}) VALUES"
+    )
+    ending = mysql_literal_writer(connection.connection)(timezone.now()) + ")"
+    stored: set[tuple] = set()
+    with connection.cursor() as cursor:
+        for start in range(0, len(indexes), MYSQL_ROWS_PER_STATEMENT):
+            some = indexes[start : start + MYSQL_ROWS_PER_STATEMENT]
+            values = ",".join([prepared.literals[index].row_start + ending for index in some])
+            cursor.execute(f"{statement_start} {values} RETURNING {customer}, {moment}")
+            returned = cursor.fetchall()
+            if connection.connection.warning_count() > len(some) - len(returned):
+                raise DatabaseError("INSERT IGNORE skipped rows for another reason than a stored key")
+            stored.update((customer_id, stored_moment.replace(tzinfo=dt.timezone.utc)) for customer_id, stored_moment in returned)
+    return stored
+
+
+def _additions_without(
+    records: Sequence[TransactionRecord], stored_indexes: list[int], left_out: list[TransactionRecord], prepared: PreparedBatch
+) -> tuple[dict[int, str], dict[tuple[int, str, str], str], _SummaryDeltas]:
+    if not left_out:
+        return prepared.customer_rows, prepared.pincode_additions, prepared.summaries
+    return _without_left_out(records, stored_indexes, left_out, prepared)
 
 
 def _without_left_out(
