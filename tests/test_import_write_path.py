@@ -341,8 +341,9 @@ class InsertFirstOnMariaDBTests(TestCase):
             statuses = self.ingest(record(customer_id=1, transaction_datetime="2024-01-01T00:00:00Z"),
                                    record(customer_id=2, transaction_datetime="2024-03-01T00:00:00Z"))
         self.assertEqual(statuses, ["duplicate", "created"])
+        # The stored row's payment is read to tell a duplicate from a conflict.
         look_ups = [q["sql"] for q in queries.captured_queries
-                    if q["sql"].startswith("SELECT") and "`transactions_transaction`" in q["sql"]]
+                    if q["sql"].startswith("SELECT") and "`transaction_amount`" in q["sql"]]
         self.assertEqual(len(look_ups), 1)
         self.assertIn("(1,'2024-01-01 00:00:00')", look_ups[0])
         self.assertNotIn("(2,", look_ups[0])
