@@ -285,14 +285,16 @@ def _ingest_prepared_batch(records: Sequence[TransactionRecord], prepared: Prepa
 
     if insert_first:
         repeats = [record for index, record in enumerate(records) if first_of_key[record.key] != index]
-        additions = _additions_without(records, candidates, repeats, prepared)
-        _insert_new_customers(additions[0], stored_counts)
-        collided = _insert_transactions_skipping_stored(records, candidates, prepared)
+        customer_rows = prepared.customer_rows
+        if any(record.customer_id not in stored_counts for record in repeats):
+            customer_rows = _additions_without(records, candidates, repeats, prepared)[0]
+        _insert_new_customers(customer_rows, stored_counts)
+        stored_keys = _insert_transactions_skipping_stored(records, candidates, prepared)
+        collided = [index for index in candidates if records[index].key not in stored_keys]
         stored_by_key = _stored_payments(records, collided, prepared)
         if len(stored_by_key) != len(collided):
             raise RuntimeError("INSERT IGNORE skipped rows that are not stored: not a duplicate key")
-        collided_set = set(collided)
-        created = [index for index in candidates if index not in collided_set]
+        created = [index for index in candidates if records[index].key in stored_keys]
     else:
         stored_by_key = _stored_payments(records, may_collide, prepared)
         created = [index for index in candidates if records[index].key not in stored_by_key]
@@ -351,40 +353,30 @@ def _stored_payments(
 
 def _insert_transactions_skipping_stored(
     records: Sequence[TransactionRecord], indexes: Sequence[int], prepared: PreparedBatch
-) -> list[int]:
-    """INSERT IGNORE the records (MariaDB); the indexes of those it skipped, their keys stored.
+) -> set[tuple]:
+    """INSERT IGNORE the records (MariaDB); the keys of the rows it stored.
 
-    The statement returns the new rows' ids, plain numbers: when it stored every row, as it
-    nearly always does, nothing more is read. IGNORE would also skip a row for another error
-    (a value too long, say) with a warning of its own: a statement with more warnings than
-    skipped rows is an error, and a skipped key that is not stored is caught by the caller.
+    IGNORE would also skip a row for another error (a value too long, say) with a warning of
+    its own: a statement with more warnings than skipped rows is an error, and a skipped key
+    that is not stored is caught by the caller.
     """
     quote = connection.ops.quote_name
-    table = quote(Transaction._meta.db_table)
-    statement_start = f"INSERT IGNORE INTO {table} ({_columns_of(Transaction, TRANSACTION_COLUMNS)}) VALUES"
+    customer, moment = (quote(Transaction._meta.get_field(name).column) for name in ("customer", "transaction_datetime"))
+    statement_start = (
+        f"INSERT IGNORE INTO {quote(Transaction._meta.db_table)} ({_columns_of(Transaction, TRANSACTION_COLUMNS)}) VALUES"
+    )
     ending = mysql_literal_writer(connection.connection)(timezone.now()) + ")"
-    skipped: list[int] = []
+    stored: set[tuple] = set()
     with connection.cursor() as cursor:
         for start in range(0, len(indexes), MYSQL_ROWS_PER_STATEMENT):
             some = indexes[start : start + MYSQL_ROWS_PER_STATEMENT]
             values = ",".join([prepared.literals[index].row_start + ending for index in some])
-            cursor.execute(f"{statement_start} {values} RETURNING {quote('id')}")
-            new_ids = [row[0] for row in cursor.fetchall()]
-            if connection.connection.warning_count() > len(some) - len(new_ids):
+            cursor.execute(f"{statement_start} {values} RETURNING {customer}, {moment}")
+            returned = cursor.fetchall()
+            if connection.connection.warning_count() > len(some) - len(returned):
                 raise DatabaseError("INSERT IGNORE skipped rows for another reason than a stored key")
-            if len(new_ids) == len(some):
-                continue
-            stored_keys: set[tuple] = set()
-            if new_ids:
-                customer, moment = (
-                    quote(Transaction._meta.get_field(name).column) for name in ("customer", "transaction_datetime")
-                )
-                cursor.execute(
-                    f"SELECT {customer}, {moment} FROM {table} WHERE {quote('id')} IN ({','.join(map(str, new_ids))})"
-                )
-                stored_keys = {(c, m.replace(tzinfo=dt.timezone.utc)) for c, m in cursor.fetchall()}
-            skipped += [index for index in some if records[index].key not in stored_keys]
-    return skipped
+            stored.update((customer_id, stored_moment.replace(tzinfo=dt.timezone.utc)) for customer_id, stored_moment in returned)
+    return stored
 
 
 def _additions_without(
