@@ -145,7 +145,6 @@ class PreparedBatch:
 
     literals: list[RecordLiterals]
     customer_ids: list[int]  # sorted: the order their locks are taken in
-    customer_additions: dict[int, _CustomerAddition]
     customer_rows: dict[int, str]
     pincode_additions: dict[tuple[int, str, str], str]  # key -> "customer,state_key,pincode,state,amount,count)"
     summaries: _SummaryDeltas
@@ -178,7 +177,6 @@ def prepare_batch(records: Sequence[TransactionRecord]) -> PreparedBatch | None:
     return PreparedBatch(
         literals=literals,
         customer_ids=sorted(customer_additions),
-        customer_additions=customer_additions,
         customer_rows=_customer_rows(customer_additions, literal),
         pincode_additions=_pincode_additions(records, literal),
         summaries=summaries,
@@ -287,7 +285,7 @@ def _ingest_prepared_batch(records: Sequence[TransactionRecord], prepared: Prepa
         repeats = [record for index, record in enumerate(records) if first_of_key[record.key] != index]
         customer_rows = prepared.customer_rows
         if any(record.customer_id not in stored_counts for record in repeats):
-            customer_rows = _additions_without(records, candidates, repeats, prepared)[0]
+            customer_rows = _without_left_out(records, candidates, repeats, prepared)[0]
         _insert_new_customers(customer_rows, stored_counts)
         stored_keys = _insert_transactions_skipping_stored(records, candidates, prepared)
         collided = [index for index in candidates if records[index].key not in stored_keys]
@@ -311,7 +309,7 @@ def _ingest_prepared_batch(records: Sequence[TransactionRecord], prepared: Prepa
         left_out.append(record)
         outcomes.append(IngestOutcome(index=index, status="duplicate" if _same_payment(earlier, record) else "conflict"))
 
-    customer_rows, pincode_additions, summaries = _additions_without(records, created, left_out, prepared)
+    customer_rows, pincode_additions, summaries = _without_left_out(records, created, left_out, prepared)
     if not insert_first:
         _insert_new_customers(customer_rows, stored_counts)
         if created:
@@ -379,14 +377,6 @@ def _insert_transactions_skipping_stored(
     return stored
 
 
-def _additions_without(
-    records: Sequence[TransactionRecord], stored_indexes: list[int], left_out: list[TransactionRecord], prepared: PreparedBatch
-) -> tuple[dict[int, str], dict[tuple[int, str, str], str], _SummaryDeltas]:
-    if not left_out:
-        return prepared.customer_rows, prepared.pincode_additions, prepared.summaries
-    return _without_left_out(records, stored_indexes, left_out, prepared)
-
-
 def _without_left_out(
     records: Sequence[TransactionRecord], new_indexes: list[int], left_out: list[TransactionRecord], prepared: PreparedBatch
 ) -> tuple[dict[int, str], dict[tuple[int, str, str], str], _SummaryDeltas]:
@@ -394,6 +384,8 @@ def _without_left_out(
 
     Only the customers of those records are worked out again, from their stored records.
     """
+    if not left_out:
+        return prepared.customer_rows, prepared.pincode_additions, prepared.summaries
     literal = mysql_literal_writer(connection.connection)
     touched = {record.customer_id for record in left_out}
     stored_of_touched = [records[index] for index in new_indexes if records[index].customer_id in touched]
@@ -968,11 +960,9 @@ def _insert_statement(
 
 def _insert_rendered_rows(model, field_names: Sequence[str], row_starts: Sequence[str], *, last_value) -> None:
     """INSERT rows already written as SQL up to their last value, which all rows share."""
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(model._meta.get_field(name).column) for name in field_names)
     ending = mysql_literal_writer(connection.connection)(last_value) + ")"
     _send_mysql_rows(
-        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES",
+        f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({_columns_of(model, field_names)}) VALUES",
         [row_start + ending for row_start in row_starts],
     )
 
