@@ -11,7 +11,7 @@ DEMO_ROWS ?= 20000
 TEST_MYSQL_URL ?= mysql://root@127.0.0.1:3306/cdp
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/cdp
 
-.PHONY: run test test-sqlite test-mysql test-postgres system-deps browser-deps venv migrate demo serve bench clean
+.PHONY: run test test-fast test-sqlite test-mysql test-postgres system-deps browser-deps venv migrate demo serve bench clean
 
 run: venv migrate demo serve
 
@@ -59,7 +59,16 @@ serve: venv .secret_key
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	GUNICORN_BIND=$(HOST):$(PORT) GUNICORN_WORKERS=2 $(BIN)/gunicorn -c gunicorn.conf.py cdp_site.wsgi
 
+# The whole suite, each test where it proves something (README, "Tests"): the tests of our own
+# logic on all three databases; the slow ones (servers, browser, workers, outages) once, on
+# MariaDB, and those about a database's own behaviour on PostgreSQL too. SQLite runs under
+# `manage.py test`, the two servers under pytest, so both runners are exercised and no test runs
+# twice on one database. Every pass runs in parallel, each worker on its own test database.
 test: venv browser-deps test-sqlite test-mysql test-postgres
+
+# The loop while working: SQLite, no slow tests, in parallel (about a minute).
+test-fast: venv
+	env -u DATABASE_URL $(BIN)/pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 # The browser tests drive Debian's Chromium (no browser is downloaded by Playwright).
 browser-deps:
@@ -74,18 +83,18 @@ browser-deps:
 		exit 1; \
 	fi
 
-# The per-request log lines would drown the test output.
-test-sqlite test-mysql test-postgres: export CDP_REQUEST_LOG = off
+# Parallel workers per pass; the tests wait on the database often enough that one more than
+# the cores keeps both busy.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
 test-sqlite: venv
-	$(BIN)/python manage.py test --noinput -v1
-	env -u DATABASE_URL $(BIN)/pytest -q
+	env -u DATABASE_URL $(BIN)/python manage.py test --noinput -v1 --parallel $(TEST_WORKERS) --exclude-tag slow
 
 test-mysql: venv
-	DATABASE_URL=$(TEST_MYSQL_URL) $(BIN)/pytest -q
+	DATABASE_URL=$(TEST_MYSQL_URL) $(BIN)/pytest -q -n $(TEST_WORKERS)
 
 test-postgres: venv
-	DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest -q
+	DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest -q -n $(TEST_WORKERS) -m "not slow or each_database"
 
 # The benchmark loads BENCH_ROWS generated transactions into its own database (kept between
 # runs) and measures every endpoint over HTTP against gunicorn. See docs/PERFORMANCE.md.

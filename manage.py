@@ -6,7 +6,9 @@ import sys
 
 def main():
     """Run administrative tasks."""
-    os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'cdp_site.settings')
+    # `manage.py test` runs with the test settings, as pytest does (pytest.ini).
+    settings = 'cdp_site.settings_test' if sys.argv[1:2] == ['test'] else 'cdp_site.settings'
+    os.environ.setdefault('DJANGO_SETTINGS_MODULE', settings)
     try:
         from django.core.management import execute_from_command_line
     except ImportError as exc:

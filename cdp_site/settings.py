@@ -35,7 +35,7 @@ DEBUG = env_bool("DEBUG", False)
 # so tests and a first `make run` work, while a production deploy cannot pass unnoticed.
 SECRET_KEY = os.environ.get("SECRET_KEY") or "django-insecure-development-only-key-set-SECRET_KEY"
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
@@ -93,7 +93,8 @@ TEMPLATES = [
 WSGI_APPLICATION = "cdp_site.wsgi.application"
 
 
-# Database: DATABASE_URL picks it; unset means the embedded SQLite file.
+# Database: DATABASE_URL picks it; unset means the embedded SQLite file. How the test runs name
+# their databases is in settings_test.py.
 def database_from_environment() -> dict:
     url = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
     database = dj_database_url.parse(url, conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")))
@@ -106,7 +107,6 @@ def database_from_environment() -> dict:
         # Strict mode makes MySQL refuse bad data instead of truncating it silently.
         options.setdefault("init_command", "SET sql_mode='STRICT_ALL_TABLES'")
         options.setdefault("connect_timeout", connect_timeout)
-        database["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
     elif vendor == "postgresql":
         options.setdefault("connect_timeout", connect_timeout)
     elif vendor == "sqlite3":
@@ -115,9 +115,6 @@ def database_from_environment() -> dict:
         options.setdefault("transaction_mode", "IMMEDIATE")
         options.setdefault("timeout", 20)
         options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-        # A file (not Django's in-memory default) so that tests with threads share one database;
-        # named per process so that two test runs side by side don't share it.
-        database["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
     return database
 
 

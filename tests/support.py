@@ -1,4 +1,10 @@
-"""Shared builders for the tests: a valid record, API users with and without permissions."""
+"""What the tests share, in one place: the tags that pick where a test runs, a valid record,
+users with and without permissions, token and browser clients, stored transactions, and the
+summary-total assertions.
+
+Users and tokens are cheap here (the test settings hash passwords with MD5), but a class whose
+tests all read the same data builds it once, in ``setUpTestData``: the mixins below do.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,23 @@ from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncMonth
+from django.test import Client, tag
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 CENT = Decimal("0.01")
 
 API_PERMISSIONS = ("add_transaction", "view_transaction")
+VIEWER = ("view_transaction",)
+ANALYST = ("view_transaction", "add_transaction")
+
+# Where a test runs (README, "Tests"). Untagged tests are about our own logic and run on every
+# database. `slow` tests start servers, browsers, workers or databases of their own: `make test`
+# runs them once, in the MariaDB pass; `make test-fast` leaves them out. `each_database` marks the
+# slow tests whose subject is the database's own behaviour (locking under races, value limits):
+# they run in the PostgreSQL pass too. pytest sees the same tags as markers (tests/conftest.py).
+slow = tag("slow")
+slow_on_each_database = tag("slow", "each_database")
 
 
 def record(**overrides) -> dict:
@@ -48,17 +65,40 @@ def token_client(user: User) -> APIClient:
     return client
 
 
+def logged_in_client(username: str, *, permissions: tuple[str, ...] = ANALYST, is_staff: bool = False) -> Client:
+    """A browser session of a new user with these permissions."""
+    user = make_user(username, permissions=permissions, is_staff=is_staff)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def store(*records: dict) -> None:
+    """Store records through the ingest service, as the API and the file import do."""
+    from transactions import services
+    from transactions.validation import parse_transaction_record
+
+    services.ingest_transactions(records=[parse_transaction_record(raw) for raw in records])
+
+
 class ApiClientMixin:
     """Gives a TestCase `self.api`, a token client of a user with the ingest and view permissions.
 
-    The throttle counters live in the cache, which outlives a test; clearing it keeps one
-    test's requests from counting against the next.
+    The user is made once per class (``setUpTestData``); on a TransactionTestCase, which has no
+    class-wide data, once per test. The throttle counters live in the cache, which outlives a
+    test; clearing it keeps one test's requests from counting against the next.
     """
+
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        cls.user = make_user("api-client")
 
     def setUp(self):
         super().setUp()
         cache.clear()
-        self.user = make_user("api-client")
+        if not hasattr(self, "user"):  # a TransactionTestCase: no setUpTestData
+            self.user = make_user("api-client")
         self.api = token_client(self.user)
 
     def ingest(self, body, **extra):
@@ -69,6 +109,25 @@ class ApiClientMixin:
 
     def top_customers(self, body):
         return self.api.post("/api/top-customers", body, format="json")
+
+
+class DashboardTestMixin:
+    """`self.client` is an analyst's browser session (the analyst made once per class); the
+    dashboard cache starts empty."""
+
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        cls.analyst = make_user("analyst", permissions=ANALYST)
+
+    def setUp(self):
+        super().setUp()
+        cache.clear()
+        self.client = Client()
+        self.client.force_login(self.analyst)
+
+    def htmx_get(self, url: str, data=None):
+        return self.client.get(url, data, headers={"HX-Request": "true"})
 
 
 def monthly_totals() -> list[tuple[str, int, Decimal]]:

@@ -32,7 +32,7 @@ from tests.api.test_imports import (
     sample_records,
     stored_rows,
 )
-from tests.support import make_user, token_client
+from tests.support import make_user, slow, token_client
 from transactions.models import Customer, ImportJob, RejectedRow, Transaction
 
 DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
@@ -55,6 +55,7 @@ def worker_database_url() -> str:
 
 
 
+@slow
 @override_settings(TASKS=DATABASE_TASKS)
 class ImportWorkerTests(TransactionTestCase):
     def setUp(self):

@@ -79,17 +79,24 @@ def make_role_user(username: str, role: str) -> User:
 class AdminTestCase(TestCase):
     """The data set above, an operator logged in to the admin, and the reports at hand."""
 
+    @classmethod
+    def setUpTestData(cls):
+        # Built once per class; each test starts from it (Django rolls every test back to here).
+        # Groups are rows, not migrations: a fresh test database has none until this runs.
+        services.ensure_roles()
+        cls.api_user = make_role_user("machine", "api-client")
+        cls.operator = make_role_user("olga", "operator")
+        cache.clear()
+        response = token_client(cls.api_user).post("/api/ingest-data", TRANSACTIONS, format="json")
+        if response.status_code != 200 or json.loads(response.content)["created"] != len(TRANSACTIONS):
+            raise AssertionError(f"the data set was not stored: {response.status_code} {response.content!r}")
+
     def setUp(self):
         super().setUp()
         cache.clear()  # throttle counters outlive a test
-        # Groups are rows, not migrations: a fresh test database has none until this runs.
-        services.ensure_roles()
-        self.api_user = make_role_user("machine", "api-client")
         self.api = token_client(self.api_user)
-        self.operator = make_role_user("olga", "operator")
         self.admin = Client()
         self.admin.force_login(self.operator)
-        self.ingest(TRANSACTIONS)
 
     # --- data ------------------------------------------------------------------------------
 

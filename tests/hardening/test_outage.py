@@ -32,7 +32,7 @@ from django.test import SimpleTestCase
 
 from tests.api.test_imports import expected_import, ndjson_file, sample_records
 from tests.hardening.support import Gunicorn, free_port, http_call
-from tests.support import record
+from tests.support import record, slow
 
 MARIADBD = "/usr/sbin/mariadbd"
 CONNECT_TIMEOUT = 2
@@ -116,6 +116,7 @@ def multipart(file_name: str, content: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
+@slow
 class DatabaseOutageTests(SimpleTestCase):
     """One scenario, in order: serve, crash the database mid-import, answer 503s, recover, resume."""
 
@@ -300,6 +301,7 @@ class DatabaseOutageTests(SimpleTestCase):
         return self.database.scalar("cdp_outage", "SELECT COUNT(*) FROM transactions_transaction WHERE customer_id = 7")
 
 
+@slow
 class HungDatabaseTests(SimpleTestCase):
     """A database that accepts the connection but never answers (a hung server, a half-open
     network path): the connect timeout, not the client, decides how long a request waits."""

@@ -37,6 +37,7 @@ from tests.support import (
     monthly_totals_grouped_from_transactions,
     pincode_totals,
     pincode_totals_grouped_from_transactions,
+    slow_on_each_database,
 )
 from transactions.models import Customer, CustomerPincodeTotal, Transaction
 
@@ -67,6 +68,7 @@ def race_records(*, customers: int, per_customer: int) -> list[dict]:
     return records
 
 
+@slow_on_each_database
 class IngestRaceTests(TransactionTestCase):
     def setUp(self):
         cache.clear()

@@ -22,9 +22,8 @@ from django.core.cache import cache
 from django.test import override_settings
 from playwright.sync_api import expect, sync_playwright
 
-from tests.support import make_user
+from tests.support import ANALYST, make_user, record, slow, store
 
-from .helpers import ANALYST, record, store
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test
 # itself (creating users and data) are still synchronous and safe here.
@@ -60,6 +59,7 @@ def sample_data() -> None:
     store(*records)
 
 
+@slow
 @override_settings(TASKS=IMMEDIATE_TASKS)
 class DashboardInBrowserTests(StaticLiveServerTestCase):
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.test import TestCase
 
-from .helpers import DashboardTestMixin, logged_in_client, record, store
+from tests.support import DashboardTestMixin, logged_in_client, record, store
 
 
 def customer_with_history(transactions: int = 3) -> None:

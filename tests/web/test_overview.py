@@ -7,11 +7,18 @@ from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
-from tests.support import make_user, monthly_totals_grouped_from_transactions, pincode_totals_grouped_from_transactions
+from tests.support import (
+    VIEWER,
+    DashboardTestMixin,
+    logged_in_client,
+    make_user,
+    monthly_totals_grouped_from_transactions,
+    pincode_totals_grouped_from_transactions,
+    record,
+    store,
+)
 from transactions import services
 from transactions.generation import generate_records
-
-from .helpers import VIEWER, DashboardTestMixin, logged_in_client, record, store
 
 
 class OverviewPageTests(DashboardTestMixin, TestCase):

@@ -12,10 +12,9 @@ from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
-from tests.support import make_user, token_client
+from tests.support import DashboardTestMixin, logged_in_client, make_user, record, store, token_client
 from transactions.generation import generate_records
 
-from .helpers import DashboardTestMixin, logged_in_client, record, store
 
 URL = "/reports/range/"
 
@@ -199,12 +198,17 @@ def histogram_of(totals: list[Decimal], buckets: int = 10) -> tuple[Decimal, Dec
 class RangeReportAgreesWithTheApiTests(DashboardTestMixin, TestCase):
     """Count, every page and the histogram equal the API's answer to the same query."""
 
-    def setUp(self):
-        super().setUp()
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
         records = list(generate_records(rows=1_500, customers=180, seed=31))
         for start in range(0, len(records), 500):
             store(*records[start : start + 500])
-        self.api = token_client(make_user("api"))
+        cls.api_user = make_user("api")
+
+    def setUp(self):
+        super().setUp()
+        self.api = token_client(self.api_user)
 
     def api_answer(self, query: dict) -> tuple[int, list[tuple[int, str, Decimal]]]:
         response = self.api.post("/api/query-transaction-range", query, format="json")
@@ -273,8 +277,9 @@ class RangeReportAgreesWithTheApiTests(DashboardTestMixin, TestCase):
 class RangeReportCacheTests(DashboardTestMixin, TestCase):
     """A windowed report's totals are summed once; pages after the first read them back."""
 
-    def setUp(self):
-        super().setUp()
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
         many_customers(120)  # all on 2024-05-01
         store(
             record(customer_id=500, name="earlier", transaction_amount="700.00", transaction_datetime="2024-01-01T00:00:00Z"),

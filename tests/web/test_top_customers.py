@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.test import TestCase
 
-from .helpers import DashboardTestMixin, logged_in_client, record, store
+from tests.support import DashboardTestMixin, logged_in_client, record, store
 
 URL = "/reports/top-customers/"
 

@@ -8,10 +8,9 @@ from pathlib import Path
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import TestCase, override_settings
 
-from tests.support import make_user
+from tests.support import VIEWER, DashboardTestMixin, logged_in_client, make_user
 from transactions.models import ImportJob, Transaction
 
-from .helpers import VIEWER, DashboardTestMixin, logged_in_client
 
 IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend", "QUEUES": ["default"]}}
 HEADER = "customer_id,name,transaction_amount,mob_no,transaction_datetime,pincode,state\n"
