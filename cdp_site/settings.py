@@ -223,12 +223,36 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "cdp-default",
+# Two caches. "default" holds what every process must see alike: the API's throttle counters and
+# the failed-login counts (a per-process cache would give a client N times the limit with N
+# gunicorn workers). It is a table of the database itself unless CACHE_URL (or REDIS_URL) names a
+# Redis server, so a newcomer needs no other server. "dashboard" keeps computed report figures
+# under keys that carry a data version, so a per-process copy is never stale; with Redis it is
+# shared too. The cache table is made by `migrate` (transactions/apps.py).
+CACHE_TABLE = "cdp_cache"
+
+
+def caches_from_environment() -> dict:
+    url = os.environ.get("CACHE_URL") or os.environ.get("REDIS_URL")
+    prefix = os.environ.get("CACHE_KEY_PREFIX", "cdp")
+    if url:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ImproperlyConfigured(f"CACHE_URL must be a redis://, rediss:// or unix:// URL, not {url!r}")
+        redis = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": prefix}
+        return {"default": redis, "dashboard": {**redis, "KEY_PREFIX": f"{prefix}-dashboard"}}
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": CACHE_TABLE,
+            "KEY_PREFIX": prefix,
+            # Throttle counters are one entry per user and per address: cull only past this.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        },
+        "dashboard": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "cdp-dashboard"},
     }
-}
+
+
+CACHES = caches_from_environment()
 
 LOGGING = {
     "version": 1,

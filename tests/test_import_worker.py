@@ -16,7 +16,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import TransactionTestCase, override_settings
@@ -32,7 +31,7 @@ from tests.api.test_imports import (
     sample_records,
     stored_rows,
 )
-from tests.support import make_user, slow, token_client
+from tests.support import clear_caches, make_user, slow, token_client
 from transactions.models import Customer, ImportJob, RejectedRow, Transaction
 
 DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
@@ -59,7 +58,7 @@ def worker_database_url() -> str:
 @override_settings(TASKS=DATABASE_TASKS)
 class ImportWorkerTests(TransactionTestCase):
     def setUp(self):
-        cache.clear()
+        clear_caches()
         self.import_dir = Path(self.enterContext(tempfile.TemporaryDirectory(prefix="cdp-imports-")))
         self.enterContext(override_settings(CDP_IMPORT_DIR=self.import_dir))
         self.user = make_user("worker-client")

@@ -8,11 +8,10 @@ import threading
 from collections import Counter
 from decimal import Decimal
 
-from django.core.cache import cache
 from django.db import connection
 from django.test import TestCase, TransactionTestCase
 
-from tests.support import make_user, record, token_client
+from tests.support import clear_caches, make_user, record, token_client
 from transactions import services
 from transactions.models import Customer, CustomerPincodeTotal, Transaction
 from transactions.validation import TransactionRecord, parse_transaction_record
@@ -280,7 +279,7 @@ class ConcurrentIngestTests(TransactionTestCase):
     """Requests racing on the same keys, on real database transactions (no wrapping atomic)."""
 
     def test_same_record_posted_concurrently_is_stored_once(self):
-        cache.clear()
+        clear_caches()
         user = make_user("racer")
         body = record(customer_id=424242, transaction_amount="123.45")
         # The customer exists already, so the requests do not queue on creating it and only the

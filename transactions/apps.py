@@ -8,6 +8,16 @@ def _ensure_roles(sender, **kwargs):
     services.ensure_roles()
 
 
+def _ensure_cache_table(sender, using, **kwargs):
+    """The database cache's table (settings.CACHES), so that `migrate` is all a deploy runs.
+
+    createcachetable skips tables that exist and caches that are not database caches.
+    """
+    from django.core.management import call_command
+
+    call_command("createcachetable", database=using, verbosity=0)
+
+
 class TransactionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "transactions"
@@ -15,3 +25,4 @@ class TransactionsConfig(AppConfig):
     def ready(self):
         # After every migrate, so the roles exist (with current permissions) on any database.
         post_migrate.connect(_ensure_roles, sender=self)
+        post_migrate.connect(_ensure_cache_table, sender=self)

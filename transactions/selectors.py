@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from itertools import islice
 
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import connection
 from django.db.models import (
     BigIntegerField, Count, DateField, DecimalField, F, Max, Min, OuterRef, QuerySet, Subquery, Sum, Value, Window,
@@ -393,6 +393,7 @@ def _cached_until_new_data(name: str, compute, *, worth_keeping=lambda value: Tr
 
     For figures no running total holds, such as a windowed range report's totals.
     """
+    cache = caches["dashboard"]
     key = f"cdp:dashboard:{name}:{connection.alias}:{_data_version()}"
     value = cache.get(key)
     if value is None:

@@ -11,10 +11,9 @@ import json
 from decimal import Decimal
 
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.test import Client, TestCase
 
-from tests.support import record, token_client
+from tests.support import clear_caches, record, token_client
 from transactions import services
 from transactions.models import Transaction
 
@@ -86,14 +85,14 @@ class AdminTestCase(TestCase):
         services.ensure_roles()
         cls.api_user = make_role_user("machine", "api-client")
         cls.operator = make_role_user("olga", "operator")
-        cache.clear()
+        clear_caches()
         response = token_client(cls.api_user).post("/api/ingest-data", TRANSACTIONS, format="json")
         if response.status_code != 200 or json.loads(response.content)["created"] != len(TRANSACTIONS):
             raise AssertionError(f"the data set was not stored: {response.status_code} {response.content!r}")
 
     def setUp(self):
         super().setUp()
-        cache.clear()  # throttle counters outlive a test
+        clear_caches()  # throttle counters outlive a test
         self.api = token_client(self.api_user)
         self.admin = Client()
         self.admin.force_login(self.operator)

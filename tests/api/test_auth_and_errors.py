@@ -8,12 +8,11 @@ import re
 from unittest import mock
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import OperationalError
 from django.test import TestCase, override_settings
 from rest_framework.test import APIClient
 
-from tests.support import ApiClientMixin, make_user, record, token_client
+from tests.support import ApiClientMixin, clear_caches, make_user, record, token_client
 from transactions.models import Transaction
 
 INGEST_URL = "/api/ingest-data"
@@ -31,7 +30,7 @@ CREATED_ANSWER_KEYS = ["status", "message", "id"]
 
 class AuthenticationTests(TestCase):
     def setUp(self):
-        cache.clear()
+        clear_caches()
 
     def test_every_endpoint_answers_401_without_credentials(self):
         for url, body in VALID_BODIES.items():
@@ -83,7 +82,7 @@ class AuthenticationTests(TestCase):
 
 class PermissionTests(TestCase):
     def setUp(self):
-        cache.clear()
+        clear_caches()
 
     def test_a_user_who_may_only_view_cannot_ingest(self):
         viewer = token_client(make_user("viewer", permissions=("view_transaction",)))
@@ -123,7 +122,7 @@ class PermissionTests(TestCase):
 
 class SessionAuthenticationTests(TestCase):
     def setUp(self):
-        cache.clear()
+        clear_caches()
         self.user = make_user("browser")
 
     def logged_in_client(self) -> APIClient:
@@ -264,7 +263,7 @@ class RequestErrorTests(ApiClientMixin, TestCase):
 
 class ThrottlingTests(TestCase):
     def setUp(self):
-        cache.clear()
+        clear_caches()
 
     def test_a_user_over_the_rate_is_429_with_retry_after(self):
         rates = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "2/minute", "user": "2/minute"}}

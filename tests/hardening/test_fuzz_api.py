@@ -36,12 +36,11 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 from django.test import LiveServerTestCase, override_settings
 from rest_framework.authtoken.models import Token
 
-from tests.support import make_user, slow
+from tests.support import clear_caches, make_user, slow
 from transactions.models import Transaction
 
 FULL_EXAMPLES = 200
@@ -60,7 +59,7 @@ def max_examples() -> int:
 @override_settings(REST_FRAMEWORK=NO_THROTTLING)
 class ContractFuzzTests(LiveServerTestCase):
     def setUp(self):
-        cache.clear()
+        clear_caches()
         self.work_dir = Path(self.enterContext(tempfile.TemporaryDirectory(prefix="cdp-fuzz-")))
         self.enterContext(override_settings(CDP_IMPORT_DIR=self.work_dir / "imports"))
         self.token = Token.objects.create(user=make_user("fuzzer")).key

@@ -24,7 +24,6 @@ import time
 from collections import Counter
 from decimal import Decimal
 
-from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Sum
 from django.test import TransactionTestCase
@@ -32,6 +31,7 @@ from rest_framework.authtoken.models import Token
 
 from tests.hardening.support import Gunicorn, database_url_of_test_run
 from tests.support import (
+    clear_caches,
     make_user,
     monthly_totals,
     monthly_totals_grouped_from_transactions,
@@ -71,7 +71,7 @@ def race_records(*, customers: int, per_customer: int) -> list[dict]:
 @slow_on_each_database
 class IngestRaceTests(TransactionTestCase):
     def setUp(self):
-        cache.clear()
+        clear_caches()
         self.token = Token.objects.create(user=make_user("racer")).key
         # LOG_LEVEL=INFO lets the service's "retrying" lines through, to count the races won.
         self.server = Gunicorn(

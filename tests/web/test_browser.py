@@ -18,11 +18,10 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib.staticfiles.testing import StaticLiveServerTestCase
-from django.core.cache import cache
 from django.test import override_settings
 from playwright.sync_api import expect, sync_playwright
 
-from tests.support import ANALYST, make_user, record, slow, store
+from tests.support import ANALYST, clear_caches, make_user, record, slow, store
 
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test
@@ -77,7 +76,7 @@ class DashboardInBrowserTests(StaticLiveServerTestCase):
 
     def setUp(self):
         super().setUp()
-        cache.clear()
+        clear_caches()
         self.import_dir = Path(self.enterContext(tempfile.TemporaryDirectory(prefix="cdp-browser-imports-")))
         self.enterContext(override_settings(CDP_IMPORT_DIR=self.import_dir))
         make_user("analyst", permissions=ANALYST)

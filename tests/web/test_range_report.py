@@ -7,12 +7,19 @@ import io
 import json
 from decimal import ROUND_FLOOR, Decimal
 
-from django.core.cache import cache
 from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
-from tests.support import DashboardTestMixin, logged_in_client, make_user, record, store, token_client
+from tests.support import (
+    DashboardTestMixin,
+    clear_caches,
+    logged_in_client,
+    make_user,
+    record,
+    store,
+    token_client,
+)
 from transactions.generation import generate_records
 
 
@@ -296,7 +303,7 @@ class RangeReportCacheTests(DashboardTestMixin, TestCase):
         # No end: the window runs "until now", a different instant on every request.
         query = {"min_amount": "0", "max_amount": "100000", "start": "2024-05-01T00:00:00"}
         self.assertEqual(self.client.get(URL, query).context["summary"].customers, 121)
-        cache.clear()
+        clear_caches()
         self.assertEqual(self.sums_run_by(query), 1)
         self.assertEqual(self.sums_run_by({**query, "page": "2"}), 0)
         self.assertEqual(self.sums_run_by({**query, "page": "3"}), 0)
