@@ -168,7 +168,7 @@ def breakdown(csv_path: Path, *, rows: int, database: str, owner) -> None:
         file_rows = islice(import_files.csv_rows(file, layout, offset=0, line_number=0), rows)
         chunks = []
         while chunk := list(islice(file_rows, settings.CDP_IMPORT_CHUNK_ROWS)):
-            chunks.append(services._validated_chunk(job_id=job.pk, chunk=chunk))
+            chunks.append(services._validated_chunk(job_id=job.pk, chunk=chunk, file_format="csv"))
     reading = time.perf_counter() - started
     MySQLdb.connections.Connection.query = timed_query
     started = time.perf_counter()

@@ -29,9 +29,9 @@ from tests.support import (
     pincode_totals,
     record,
 )
-from transactions import services
+from transactions import selectors, services
 from transactions.generation import generate_records
-from transactions.models import MonthlyTotal, PincodeTotal, Transaction
+from transactions.models import CustomerPincodeTotal, MonthlyTotal, PincodeTotal, Transaction
 from transactions.validation import TRANSACTION_FIELDS, parse_transaction_record
 
 IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend", "QUEUES": ["default"]}}
@@ -88,6 +88,30 @@ class IngestKeepsSummariesTests(SummaryAssertionsMixin, ApiClientMixin, TestCase
         )
         # One row per state and pincode, in the spelling the first transaction brought.
         self.assertEqual(PincodeTotal.objects.get(state_key="punjab").state, "Punjab")
+        self.assertSummariesMatchTransactions()
+
+    def test_states_differing_by_an_accent_or_an_emoji_keep_totals_of_their_own(self):
+        # The same customer and pincode in each: a collation that folds accents or weighs all
+        # emoji alike would merge their rows on the unique (customer, state_key, pincode).
+        states = ["Punjab", "Pünjab", "PÜNJAB", "🍎", "🍏", "😀"]
+        store(*[
+            record(customer_id=1, transaction_amount=f"{n}.00", transaction_datetime=f"2024-01-0{n}T00:00:00Z",
+                   pincode="141001", state=state)
+            for n, state in enumerate(states, start=1)
+        ])
+        self.ingest(record(customer_id=1, transaction_amount="0.50", transaction_datetime="2024-01-09T00:00:00Z",
+                           pincode="141001", state="🍏"))
+
+        expected = [("punjab", "141001", 1, Decimal("1.00")), ("pünjab", "141001", 2, Decimal("5.00")),
+                    ("🍎", "141001", 1, Decimal("4.00")), ("🍏", "141001", 2, Decimal("5.50")),
+                    ("😀", "141001", 1, Decimal("6.00"))]
+        self.assertEqual(sorted(pincode_totals()), sorted(expected))
+        self.assertEqual(
+            sorted(CustomerPincodeTotal.objects.values_list("state_key", "state", "total_amount", "transaction_count")),
+            sorted([("punjab", "Punjab", Decimal("1.00"), 1), ("pünjab", "Pünjab", Decimal("5.00"), 2),
+                    ("🍎", "🍎", Decimal("4.00"), 1), ("🍏", "🍏", Decimal("5.50"), 2), ("😀", "😀", Decimal("6.00"), 1)]),
+        )
+        self.assertEqual(sorted(row.state for row in selectors.states_with_counts()), sorted(["Punjab", "Pünjab", "🍎", "🍏", "😀"]))
         self.assertSummariesMatchTransactions()
 
     def test_the_month_is_the_utc_month_whatever_the_offset_sent(self):
@@ -197,6 +221,92 @@ class RecomputeSummariesTests(SummaryAssertionsMixin, TestCase):
             [("delhi", "Delhi", "110001"), ("punjab", "Punjab", "141001")],
         )
         self.assertSummariesMatchTransactions()
+
+
+class StateKeysMigrationTests(SummaryAssertionsMixin, TestCase):
+    """transactions/migrations/0007: whole keys, and the totals that one key held for two states split."""
+
+    def test_cut_keys_get_their_whole_state_and_the_totals_they_merged_are_split(self):
+        # Both fold to 61 characters whose first 50 are "s" * 50, the key of a 50-letter state.
+        long_a, long_b, fifty = "ß" * 30 + "a", "ß" * 30 + "b", "s" * 50
+        store(
+            record(customer_id=1, transaction_amount="10.00", transaction_datetime="2024-01-01T00:00:00Z",
+                   pincode="141001", state=long_a),
+            record(customer_id=1, transaction_amount="20.00", transaction_datetime="2024-01-02T00:00:00Z",
+                   pincode="141001", state=long_b),
+            record(customer_id=2, transaction_amount="5.00", transaction_datetime="2024-01-03T00:00:00Z",
+                   pincode="141001", state=fifty),
+            record(customer_id=3, transaction_amount="7.00", transaction_datetime="2024-01-04T00:00:00Z"),
+        )
+        Transaction.objects.get(state=long_b).save()  # a history row, as an operator's correction leaves
+        # What the code before the migration stored: keys cut at 50, one merged total a pincode.
+        Transaction.objects.filter(state__in=[long_a, long_b]).update(state_key=fifty)
+        Transaction.history.update(state_key=fifty)
+        self.merge_totals_of_pincode("141001", state_key=fifty, state=long_a)
+
+        self.migrate()
+
+        key_a, key_b = "ss" * 30 + "a", "ss" * 30 + "b"
+        self.assertEqual(
+            sorted(Transaction.objects.values_list("customer_id", "state_key")),
+            [(1, key_a), (1, key_b), (2, fifty), (3, "delhi")],
+        )
+        self.assertEqual(Transaction.history.get().state_key, key_b)
+        self.assertEqual(
+            self.customer_pincode_totals(),
+            [(1, key_a, long_a, "141001", Decimal("10.00"), 1), (1, key_b, long_b, "141001", Decimal("20.00"), 1),
+             (2, fifty, fifty, "141001", Decimal("5.00"), 1), (3, "delhi", "Delhi", "110001", Decimal("7.00"), 1)],
+        )
+        self.assertEqual(
+            sorted(pincode_totals()),
+            [("delhi", "110001", 1, Decimal("7.00")), (fifty, "141001", 1, Decimal("5.00")),
+             (key_a, "141001", 1, Decimal("10.00")), (key_b, "141001", 1, Decimal("20.00"))],
+        )
+        self.assertSummariesMatchTransactions()
+        self.assertEqual(
+            [(row.customer_id, row.total_transaction_amount)
+             for row in selectors.top_customers_by_pincode(state="ẞ" * 30 + "B")["141001"]],
+            [(1, Decimal("20.00"))],
+        )
+
+    def test_totals_a_collation_merged_across_accents_or_emoji_are_split(self):
+        store(*[
+            record(customer_id=1, transaction_amount=f"{n}.00", transaction_datetime=f"2024-01-0{n}T00:00:00Z",
+                   pincode="141001", state=state)
+            for n, state in enumerate(["Punjab", "Pünjab", "🍎", "🍏"], start=1)
+        ])
+        # What MariaDB's utf8mb4_unicode_ci made of them: one row for all, under the first spelling.
+        self.merge_totals_of_pincode("141001", state_key="punjab", state="Punjab")
+
+        self.migrate()
+
+        self.assertEqual(
+            self.customer_pincode_totals(),
+            sorted([(1, "punjab", "Punjab", "141001", Decimal("1.00"), 1), (1, "pünjab", "Pünjab", "141001", Decimal("2.00"), 1),
+                    (1, "🍎", "🍎", "141001", Decimal("3.00"), 1), (1, "🍏", "🍏", "141001", Decimal("4.00"), 1)]),
+        )
+        self.assertSummariesMatchTransactions()
+
+    def merge_totals_of_pincode(self, pincode: str, *, state_key: str, state: str) -> None:
+        """Replace the pincode's totals with one row a customer and one for the pincode, all under one key."""
+        rows = Transaction.objects.filter(pincode=pincode)
+        CustomerPincodeTotal.objects.filter(pincode=pincode).delete()
+        PincodeTotal.objects.filter(pincode=pincode).delete()
+        for customer_id in sorted(set(rows.values_list("customer_id", flat=True))):
+            own = [row.transaction_amount for row in rows.filter(customer_id=customer_id)]
+            CustomerPincodeTotal.objects.create(customer_id=customer_id, state_key=state_key, state=state, pincode=pincode,
+                                                total_amount=sum(own), transaction_count=len(own))
+        amounts = [row.transaction_amount for row in rows]
+        PincodeTotal.objects.create(state_key=state_key, state=state, pincode=pincode,
+                                    total_amount=sum(amounts), transaction_count=len(amounts))
+
+    def migrate(self) -> None:
+        migration = importlib.import_module("transactions.migrations.0007_exact_state_keys")
+        migration.repair_state_keys(apps, SimpleNamespace(connection=connection))
+
+    def customer_pincode_totals(self) -> list[tuple]:
+        return sorted(CustomerPincodeTotal.objects.values_list(
+            "customer_id", "state_key", "state", "pincode", "total_amount", "transaction_count"))
 
 
 @skipUnlessDBFeature("has_select_for_update")  # not SQLite: it runs one writer at a time

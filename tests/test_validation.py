@@ -326,6 +326,19 @@ class StateTests(CleanerAssertions, SimpleTestCase):
     def test_matching_key_ignores_case(self):
         self.assertEqual(validation.state_key_for(clean_state("PUNJAB")), validation.state_key_for("punjab"))
 
+    def test_matching_key_is_the_whole_folded_state_however_much_folding_lengthens_it(self):
+        # "ß" folds to "ss" and "ΐ" to three characters: keys cut at 50 would make these one state.
+        self.assertEqual(validation.state_key_for(clean_state("ß" * 30 + "a")), "ss" * 30 + "a")
+        self.assertNotEqual(validation.state_key_for("ß" * 30 + "a"), validation.state_key_for("ß" * 30 + "b"))
+        longest = clean_state("ΐ" * 50)
+        self.assertEqual(len(validation.state_key_for(longest)), 150)
+        self.assertEqual(validation.STATE_KEY_MAX_LENGTH, 150)
+
+    def test_no_character_folds_to_more_than_the_key_allows_for(self):
+        # Holds for the Unicode version of this Python; a newer one that folds longer fails here.
+        longest_fold = max(len(chr(code).casefold()) for code in range(0x110000) if not 0xD800 <= code <= 0xDFFF)
+        self.assertLessEqual(longest_fold * validation.STATE_MAX_LENGTH, validation.STATE_KEY_MAX_LENGTH)
+
 
 class ParseTransactionRecordTests(SimpleTestCase):
     def test_valid_record_is_normalised(self):

@@ -14,11 +14,12 @@ from django.db import OperationalError
 from django.db.models import Q
 from django.utils.functional import cached_property
 from simple_history.admin import SimpleHistoryAdmin
+from simple_history.template_utils import HistoricalRecordContextHelper
 
 from . import services, validation
 from .csv_download import csv_download
 from .models import Customer, ImportJob, Transaction
-from .privacy import can_view_pii, mob_no_for
+from .privacy import can_view_pii, mask_mob_no, mob_no_for
 
 # Counting a million rows on every list page costs more than the page itself; past this many
 # matches the paginator stops counting and offers this many rows' worth of pages.
@@ -119,27 +120,50 @@ class CustomerForm(forms.ModelForm):
         return validation.clean_mob_no(self.cleaned_data["mob_no"])
 
 
+class _MaskedMobileNumberChanges(HistoricalRecordContextHelper):
+    """A history page's list of changes, with the mobile numbers masked."""
+
+    def prepare_delta_change_value(self, change, value):
+        if change.field == "mob_no" and isinstance(value, str):
+            return mask_mob_no(value)
+        return super().prepare_delta_change_value(change, value)
+
+
+class MobileNumberMaskingMixin:
+    """Staff without the view-PII permission never see a whole mobile number on a page: not on
+    an object's form (the field is left out) nor in its history's list of changes."""
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if can_view_pii(request.user) else [name for name in fields if name != "mob_no"]
+
+    def get_historical_record_context_helper(self, request, historical_record):
+        if can_view_pii(request.user):
+            return super().get_historical_record_context_helper(request, historical_record)
+        return _MaskedMobileNumberChanges(self.model, historical_record)
+
+
 class CustomerSearchMixin:
     """Search by customer id or mobile number (digits, exact, on an index) or by name (contains).
 
     The admin's own "=field" search compares an integer id as text on some databases, which
     scans the whole table; a digits-only term is turned into exact, index-friendly matches.
+    Only staff who may see mobile numbers search by them: to anyone else a match would say
+    whose a number is, however masked the page shows it.
     """
 
     customer_id_field = "customer_id"
     name_field = "name"
-
-    def get_fields(self, request, obj=None):
-        # Staff without the view-PII permission never see a whole mobile number on a page.
-        fields = super().get_fields(request, obj)
-        return fields if can_view_pii(request.user) else [name for name in fields if name != "mob_no"]
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
         if not term:
             return queryset, False
         if term.isdigit() and len(term) <= 19:
-            return queryset.filter(Q(**{self.customer_id_field: int(term)}) | Q(mob_no=term)), False
+            matches = Q(**{self.customer_id_field: int(term)})
+            if can_view_pii(request.user):
+                matches |= Q(mob_no=term)
+            return queryset.filter(matches), False
         return queryset.filter(**{f"{self.name_field}__icontains": term}), False
 
 
@@ -238,7 +262,7 @@ class RetriedOnLockConflictMixin:
 
 
 @admin.register(Transaction)
-class TransactionAdmin(RetriedOnLockConflictMixin, CustomerSearchMixin, SimpleHistoryAdmin):
+class TransactionAdmin(RetriedOnLockConflictMixin, MobileNumberMaskingMixin, CustomerSearchMixin, SimpleHistoryAdmin):
     name_field = "customer__name"
     form = TransactionForm
     list_display = ["id", "customer_link", "transaction_amount", "transaction_datetime", "pincode", "state"]
@@ -289,7 +313,7 @@ class TransactionAdmin(RetriedOnLockConflictMixin, CustomerSearchMixin, SimpleHi
 
 
 @admin.register(Customer)
-class CustomerAdmin(RetriedOnLockConflictMixin, CustomerSearchMixin, SimpleHistoryAdmin):
+class CustomerAdmin(RetriedOnLockConflictMixin, MobileNumberMaskingMixin, CustomerSearchMixin, SimpleHistoryAdmin):
     form = CustomerForm
     list_display = ["customer_id", "name", "total_amount", "transaction_count", "details_as_of"]
     search_fields = ["=customer_id", "name", "=mob_no"]

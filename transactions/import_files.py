@@ -9,12 +9,15 @@ reason instead of values; problems that make the whole file unreadable raise ``F
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import BinaryIO
 
-from .api.json_codec import loads_exact
+from . import privacy
+from .api.json_codec import dumps_exact, loads_exact
 from .validation import TRANSACTION_FIELDS
 
 BOM = b"\xef\xbb\xbf"
@@ -178,3 +181,53 @@ def ndjson_rows(file: BinaryIO, *, offset: int, line_number: int) -> Iterator[Fi
             except (ValueError, RecursionError) as exc:
                 row.problem = f"The line is not valid JSON: {exc}."
         yield row
+
+
+# Fields whose values are no one's personal data, and say which row it was: shown as sent.
+_FIELDS_SHOWN_AS_SENT = frozenset({"customer_id", "transaction_amount", "transaction_datetime", "pincode"})
+
+
+def masked_raw(row: FileRow, *, file_format: str) -> str:
+    """The row as a user who may not see mobile numbers reads it (``transactions.privacy``).
+
+    A row read into fields is written out again with its ``mob_no`` masked, and whatever could
+    be a mobile number masked in its other text (a name, a column of its own, nested values).
+    A row that couldn't be read into fields is masked as free text. Written out again rather
+    than edited in place: a number given twice (two ``mob_no`` keys) or written with JSON
+    escapes would slip past an edit of the text.
+    """
+    fields = row.values
+    if not isinstance(fields, dict):
+        return privacy.mask_mobile_numbers_in(row.raw)
+    try:
+        masked = {privacy.mask_mobile_numbers_in(name): _masked_field(name, value) for name, value in fields.items()}
+        return _csv_line(masked.values()) if file_format == "csv" else dumps_exact(masked)
+    except RecursionError:  # nested almost as deep as the JSON parser allows
+        return privacy.mask_mobile_numbers_in(row.raw)
+
+
+def _masked_field(name: str, value: object) -> object:
+    if isinstance(value, (str, int, Decimal)) and not isinstance(value, bool):
+        if name == "mob_no":
+            return privacy.mask_mob_no(str(value))
+        if name in _FIELDS_SHOWN_AS_SENT:
+            return value
+    return _masked_value(value)
+
+
+def _masked_value(value: object) -> object:
+    if isinstance(value, dict):
+        return {privacy.mask_mobile_numbers_in(key): _masked_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked_value(item) for item in value]
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value)
+    masked = privacy.mask_mobile_numbers_in(text)
+    return value if masked == text else masked
+
+
+def _csv_line(fields: Iterable[object]) -> str:
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(fields)
+    return line.getvalue()

@@ -8,15 +8,18 @@ the rows it stores, so the all-time reports read a few thousand summary rows, no
 """
 
 import datetime
+import os
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.utils.functional import cached_property
 from simple_history.models import HistoricalRecords
 
 from . import validation
+from .fields import ExactMatchCharField
 
 
 class Customer(models.Model):
@@ -63,8 +66,8 @@ class Transaction(models.Model):
     transaction_datetime = models.DateTimeField()
     pincode = models.CharField(max_length=6)
     state = models.CharField(max_length=validation.STATE_MAX_LENGTH)
-    state_key = models.CharField(
-        max_length=validation.STATE_MAX_LENGTH,
+    state_key = ExactMatchCharField(
+        max_length=validation.STATE_KEY_MAX_LENGTH,
         help_text="The state case-folded, for case-insensitive matching.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -103,7 +106,7 @@ class CustomerPincodeTotal(models.Model):
     """All-time total of one customer's transactions in one pincode of one state."""
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="pincode_totals")
-    state_key = models.CharField(max_length=validation.STATE_MAX_LENGTH)
+    state_key = ExactMatchCharField(max_length=validation.STATE_KEY_MAX_LENGTH)
     state = models.CharField(max_length=validation.STATE_MAX_LENGTH)
     pincode = models.CharField(max_length=6)
     total_amount = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("0"))
@@ -153,7 +156,7 @@ class PincodeTotal(models.Model):
     state as sent with one of the transactions.
     """
 
-    state_key = models.CharField(max_length=validation.STATE_MAX_LENGTH)
+    state_key = ExactMatchCharField(max_length=validation.STATE_KEY_MAX_LENGTH)
     state = models.CharField(max_length=validation.STATE_MAX_LENGTH)
     pincode = models.CharField(max_length=6)
     transaction_count = models.BigIntegerField(default=0)
@@ -168,6 +171,14 @@ class PincodeTotal(models.Model):
         return f"{self.pincode}, {self.state}: {self.transaction_count} transactions, {self.total_amount}"
 
 
+# Most file systems hold at most 255 bytes in a file name, however few characters they spell
+# (85 Devanagari letters are 255 bytes); the margin leaves room for the "_" and 7 characters
+# Django adds to a name already taken.
+STORED_FILE_NAME_MAX_BYTES = 200
+# An extension longer than this is not a format's, and is cut with the rest of the name.
+STORED_FILE_EXTENSION_MAX_BYTES = 16
+
+
 class _ImportFileStorage(FileSystemStorage):
     """Uploads live in their own folder, outside anything served as static or media files.
 
@@ -175,6 +186,24 @@ class _ImportFileStorage(FileSystemStorage):
     setting changes: the field builds its storage once, at import time, so a location fixed
     then would ignore ``override_settings`` and tests would write into the project's folder.
     """
+
+    def get_valid_name(self, name: str) -> str:
+        """Django's safe version of the uploaded name, cut to fit in bytes and never empty.
+
+        Only the stored file's name; the job keeps the name as uploaded (``original_name``).
+        """
+        try:
+            name = super().get_valid_name(name)
+        except SuspiciousFileOperation:  # nothing usable left, e.g. a name of emoji only
+            name = ""
+        if not name or name.startswith("."):
+            name = f"upload{name}"
+        root, extension = os.path.splitext(name)
+        if len(extension.encode()) > STORED_FILE_EXTENSION_MAX_BYTES:
+            root, extension = name, ""
+        room = STORED_FILE_NAME_MAX_BYTES - len(extension.encode())
+        # Cut in bytes; a character cut in half is dropped whole.
+        return root.encode()[:room].decode(errors="ignore") + extension
 
     @cached_property
     def base_location(self):
@@ -243,6 +272,9 @@ class RejectedRow(models.Model):
     job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="rejected_rows")
     line_number = models.BigIntegerField()
     raw = models.TextField()
+    # Worked out while the file is read, when its fields (and so which one is the mobile number)
+    # are known; the CSV header is not kept.
+    raw_masked = models.TextField(help_text="The row with its mobile numbers masked (transactions.privacy).")
     reason = models.TextField()
 
     class Meta:

@@ -22,6 +22,7 @@ from django.db.models.functions import Cast, Round, RowNumber, TruncMonth
 
 from .db_values import datetime_adapter, filter_by_ids, mysql_literal_writer
 from .models import Customer, CustomerPincodeTotal, ImportJob, MonthlyTotal, PincodeTotal, Transaction
+from .privacy import can_view_rows_as_sent
 from .validation import CENT, state_key_for
 
 TOTAL_FIELD = DecimalField(max_digits=30, decimal_places=2)
@@ -308,9 +309,13 @@ def imports_visible_to(*, user) -> QuerySet:
     return jobs if user.is_staff else jobs.filter(owner=user)
 
 
-def rejected_rows_of(*, job: ImportJob) -> Iterator[tuple[int, str, str]]:
-    """(line number, raw row, reason) of every rejected row, in file order, streamed."""
-    return job.rejected_rows.order_by("line_number").values_list("line_number", "raw", "reason").iterator(chunk_size=2000)
+def rejected_rows_of(*, job: ImportJob, user) -> Iterator[tuple[int, str, str]]:
+    """(line number, raw row, reason) of every rejected row, in file order, streamed.
+
+    The raw rows as sent, or with their mobile numbers masked for a user who may not see them.
+    """
+    raw = "raw" if can_view_rows_as_sent(user, job) else "raw_masked"
+    return job.rejected_rows.order_by("line_number").values_list("line_number", raw, "reason").iterator(chunk_size=2000)
 
 
 # --- Dashboard reads ------------------------------------------------------------------------

@@ -563,8 +563,8 @@ def _add_to_pincode_totals(deltas: dict[tuple[int, str, str], list]) -> None:
 
     Rows that exist are upserted through their primary key: an upsert that collides on the
     secondary unique key makes InnoDB insert the row and undo it before updating, which costs
-    as much again. New rows still go through the unique key, which also catches a spelling the
-    database's collation deems equal (a state differing only by an accent, on MySQL).
+    as much again. New rows still go through the unique key. (``state_key`` compares exactly on
+    every database, as the dict of existing ids does; see ``transactions.fields``.)
     """
     if not deltas:
         return
@@ -1039,7 +1039,7 @@ def run_import(*, job_id: int) -> None:
                 rows = import_files.csv_rows(file, layout, offset=job.byte_offset, line_number=job.line_number)
             else:
                 rows = import_files.ndjson_rows(file, offset=job.byte_offset, line_number=job.line_number)
-            _import_rows(job_id=job.pk, runner=runner, rows=rows)
+            _import_rows(job_id=job.pk, runner=runner, rows=rows, file_format=job.format)
     except import_files.FileUnreadable as exc:
         _finish_import(job_id=job.pk, runner=runner, error=str(exc))
         return
@@ -1064,7 +1064,7 @@ def run_import(*, job_id: int) -> None:
     _finish_import(job_id=job.pk, runner=runner, error=None)
 
 
-def _import_rows(*, job_id: int, runner: str, rows: Iterator[import_files.FileRow]) -> None:
+def _import_rows(*, job_id: int, runner: str, rows: Iterator[import_files.FileRow], file_format: str) -> None:
     """Read, validate and store the rows chunk by chunk, in file order.
 
     The database work of a chunk runs on a thread of its own while the next chunk is read and
@@ -1076,7 +1076,8 @@ def _import_rows(*, job_id: int, runner: str, rows: Iterator[import_files.FileRo
     chunks = iter(lambda: list(islice(rows, settings.CDP_IMPORT_CHUNK_ROWS)), [])
     if connection.in_atomic_block:
         for chunk in chunks:
-            _import_chunk(job_id=job_id, runner=runner, chunk=_validated_chunk(job_id=job_id, chunk=chunk))
+            validated = _validated_chunk(job_id=job_id, chunk=chunk, file_format=file_format)
+            _import_chunk(job_id=job_id, runner=runner, chunk=validated)
         return
     # Each time a query returns, the writer needs the GIL back from the reading thread; by
     # default it waits up to 5 ms for it, a dozen times a chunk.
@@ -1086,7 +1087,7 @@ def _import_rows(*, job_id: int, runner: str, rows: Iterator[import_files.FileRo
         try:
             pending: Future | None = None
             for chunk in chunks:
-                validated = _validated_chunk(job_id=job_id, chunk=chunk)
+                validated = _validated_chunk(job_id=job_id, chunk=chunk, file_format=file_format)
                 if pending is not None:
                     pending.result()  # one chunk in flight; its error (database gone, taken over) stops the run
                 pending = writer.submit(_import_chunk, job_id=job_id, runner=runner, chunk=validated)
@@ -1108,7 +1109,7 @@ class _ValidatedChunk:
     end_line: int
 
 
-def _validated_chunk(*, job_id: int, chunk: list[import_files.FileRow]) -> _ValidatedChunk:
+def _validated_chunk(*, job_id: int, chunk: list[import_files.FileRow], file_format: str) -> _ValidatedChunk:
     records: list[TransactionRecord] = []
     rejected: list[RejectedRow] = []
     for row in chunk:
@@ -1121,7 +1122,10 @@ def _validated_chunk(*, job_id: int, chunk: list[import_files.FileRow]) -> _Vali
         # PostgreSQL text cannot hold NUL; a binary byte past the sniffed head would otherwise
         # fail the chunk and leave the job running for ever. Shown as undecodable bytes are.
         raw = row.raw.replace("\x00", "\ufffd")
-        rejected.append(RejectedRow(job_id=job_id, line_number=row.line_number, raw=raw, reason=row.problem))
+        raw_masked = import_files.masked_raw(row, file_format=file_format).replace("\x00", "\ufffd")
+        rejected.append(
+            RejectedRow(job_id=job_id, line_number=row.line_number, raw=raw, raw_masked=raw_masked, reason=row.problem)
+        )
     return _ValidatedChunk(
         records, prepare_batch(records) if records else None, rejected, len(chunk), chunk[-1].end_offset, chunk[-1].end_line
     )

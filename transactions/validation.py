@@ -23,6 +23,10 @@ MAX_TRANSACTION_AMOUNT = Decimal("999999999999.99")
 CENT = Decimal("0.01")
 NAME_MAX_LENGTH = 100
 STATE_MAX_LENGTH = 50
+# Case folding turns some characters into several ("ß" -> "ss", "ΐ" -> three), three at most in
+# Unicode's folding table; the matching key of a state is kept whole, so it may be this long.
+CASEFOLD_MAX_EXPANSION = 3
+STATE_KEY_MAX_LENGTH = STATE_MAX_LENGTH * CASEFOLD_MAX_EXPANSION
 MOB_NO_MIN_DIGITS = 7
 MOB_NO_MAX_DIGITS = 15
 # DATETIME on MySQL/MariaDB holds years 1000-9999; the same bounds apply on every database.
@@ -85,8 +89,11 @@ def clean_state(value: object) -> str:
 
 
 def state_key_for(state: str) -> str:
-    """The case-insensitive matching key of a state; `state` must already be cleaned."""
-    return state.casefold()[:STATE_MAX_LENGTH]
+    """The case-insensitive matching key of a state; `state` must already be cleaned.
+
+    Never cut: two states whose folded forms differ only past some length would share a key.
+    """
+    return state.casefold()
 
 
 def clean_decimal(value: object, *, what: str = "a number") -> Decimal:

@@ -261,3 +261,13 @@ class MaskingTests(AdminTestCase):
                 [str(rows[1].pk), "2", "bala", "91******89", "250.00", "2024-01-15T10:00:00+00:00", "110001", "Delhi"],
             ],
         )
+
+    def test_searching_by_a_whole_mobile_number_needs_view_pii(self):
+        # Otherwise a search would tell who a masked number belongs to, one guess at a time.
+        viewer = logged_in(self.viewer)
+        for url in (TRANSACTION_LIST, CUSTOMER_LIST):
+            with self.subTest(url=url):
+                self.assertEqual(self.rows_of(viewer.get(url, {"q": "9876543210"})), [])
+                self.assertEqual(len(self.rows_of(viewer.get(url, {"q": "1"}))), 2 if url == TRANSACTION_LIST else 1)
+                self.assertTrue(all("9876543210" in cells for cells in self.rows_of(self.admin.get(url, {"q": "9876543210"}))))
+                self.assertEqual(len(self.rows_of(self.admin.get(url, {"q": "9876543210"}))), 2 if url == TRANSACTION_LIST else 1)

@@ -340,6 +340,28 @@ class SchemaAndDocsTests(ApiClientMixin, TestCase):
         )
         self.assertEqual(schema["components"]["schemas"]["TopCustomersQuery"]["required"], ["state"])
 
+    def test_schema_and_docs_answer_401_without_credentials_or_with_an_unknown_token(self):
+        unknown_token = APIClient()
+        unknown_token.credentials(HTTP_AUTHORIZATION="Token 0123456789abcdef0123456789abcdef01234567")
+        for client, detail in ((APIClient(), "Authentication credentials were not provided."),
+                               (unknown_token, "Invalid token.")):
+            for url in ("/api/schema/", "/api/schema/?format=json", "/api/docs/", "/api/docs/?script="):
+                with self.subTest(url=url, detail=detail):
+                    response = client.get(url)
+                    self.assertEqual(response.status_code, 401)
+                    self.assertEqual(response.json(), {"detail": detail})
+                    self.assertEqual(response["WWW-Authenticate"], "Token")
+
+    def test_schema_is_served_to_a_browser_session_as_the_docs_page_fetches_it(self):
+        client = APIClient()
+        client.force_login(make_user("reader", permissions=()))  # any logged-in user may read the docs
+
+        response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(json.loads(response.content)["info"]["title"], "CDP API")
+        self.assertEqual(client.get("/api/docs/").status_code, 200)
+
     def test_every_path_the_schema_documents_is_served(self):
         schema = json.loads(self.api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)
 

@@ -278,6 +278,42 @@ class UploadTests(ImportTestCase):
         self.assertEqual(response.json(), {"format": ['"xml" is not a valid choice.']})
         self.assertEqual(ImportJob.objects.count(), 0)
 
+    def test_a_file_name_long_in_bytes_is_stored_shortened_and_kept_whole_for_display(self):
+        # 85 three-byte letters are 255 bytes, the most a name may hold on most file systems; the
+        # name field allows 255 characters (Django's upload parser cuts longer names to that).
+        content = csv_file([record()])
+        # The last name twice: the second file is stored beside the first under a name of its own.
+        names = ["अ" * 90 + ".csv", "ß" * 251 + ".csv", "अ" * 251 + ".csv", "अ" * 251 + ".csv"]
+        for number, name in enumerate(names):
+            with self.subTest(number=number):
+                response = self.post_file(name, content)
+
+                self.assertEqual(response.status_code, 202, response.content)
+                job = ImportJob.objects.get(pk=response.json()["id"])
+                self.assertEqual((response.json()["original_name"], job.original_name), (name, name))
+                stored = Path(job.file.path)
+                self.assertLessEqual(len(stored.name.encode()), 255)  # what a file system holds
+                self.assertTrue(stored.name.startswith(name[0] * 10), stored.name)
+                self.assertEqual(stored.suffix, ".csv")
+                self.assertEqual(stored.read_bytes(), content)
+                outcome = {"created": 1} if number == 0 else {"duplicates": 1}
+                self.assertImport(job.pk, status="done", counts=dict(NO_ROWS, rows_processed=1, **outcome))
+        self.assertEqual(len(self.files_in_import_dir()), len(names))
+
+    def test_a_file_name_of_nothing_a_file_system_may_hold_is_stored_under_a_name_of_its_own(self):
+        # Django keeps letters, digits, "-", "_" and "." of a name, and refuses a name it empties.
+        cases = [("😀😀", {"format": "csv"}, "upload"), ("😀.csv", {}, "upload.csv"),
+                 ("...", {"format": "csv"}, "upload..."), ("$ %.csv", {}, "_.csv")]
+        for name, fields, stored_name in cases:
+            with self.subTest(name=name):
+                response = self.post_file(name, csv_file([record()]), run=False, **fields)
+
+                self.assertEqual(response.status_code, 202, response.content)
+                job = ImportJob.objects.get(pk=response.json()["id"])
+                self.assertEqual((job.original_name, Path(job.file.name).name), (name, stored_name))
+                self.assertEqual(Path(job.file.path).parents[3], self.import_dir)  # under YYYY/MM/DD
+                self.assertEqual(Path(job.file.path).read_bytes(), csv_file([record()]))
+
     def test_a_request_without_a_file_is_refused(self):
         response = self.api.post(IMPORTS_URL, {"format": "csv"}, format="multipart")
 
@@ -579,6 +615,94 @@ class RejectedRowTests(ImportTestCase):
                 ["6", json.dumps(record(customer_id=3, name=None)), "name: This field may not be null."],
             ],
         )
+
+    def test_a_number_beyond_decimals_range_rejects_its_line_and_the_rest_are_stored(self):
+        huge = "1e1000000000000000000"
+        out_of_range = json.dumps(record(customer_id=2, comment="N")).replace('"N"', huge)
+        content = "\n".join([
+            json.dumps(record(customer_id=1)),
+            out_of_range,
+            json.dumps(record(customer_id=3, transaction_amount="N")).replace('"N"', huge),
+            json.dumps(record(customer_id=4)),
+        ]).encode() + b"\n"
+
+        job_id = self.import_file("huge.ndjson", content)
+
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=4, created=2, rejected=2))
+        reason = "The line is not valid JSON: a number is out of range (its exponent is too large)."
+        self.assertEqual(self.rejected_csv(job_id)[1:], [["2", out_of_range, reason], ["3", content.decode().splitlines()[2], reason]])
+        self.assertEqual(sorted(Transaction.objects.values_list("customer_id", flat=True)), [1, 4])
+        # In a CSV file the same text is a string, which the amount's rule refuses.
+        csv_job = self.import_file("huge.csv", csv_file([record(customer_id=5, transaction_amount=huge)]))
+        self.assertEqual(self.rejected_csv(csv_job)[1][2], "transaction_amount: Enter an amount as a number, e.g. 1500.75.")
+
+
+class RejectedRowMaskingTests(ImportTestCase):
+    """rejected.csv shows mobile numbers whole to the import's owner, who sent them, and to users
+    with the view-PII permission; to anyone else (staff read every import) they are masked."""
+
+    CSV_LINES = [
+        ",".join(TRANSACTION_FIELDS),
+        "1,amit,1500.75,9876543210,2024-09-24T15:30:00Z,110001,Delhi",
+        "2,amit,1500.75,9876543210,2024-09-24T15:30:00Z,11001,Delhi",
+        '3,amit,0,"+91 98765-43210",2024-09-24T15:30:00Z,110001,Delhi',
+        "4,call 9123456789,10,12,2024-09-24T15:30:00Z,110001,Delhi",
+        # Too few fields: which one is the mobile number can't be told, so any run of 7 or more
+        # digits (spaced or dashed, as a mobile number may be written) is masked.
+        "5,amit,9123456789,2024-09-24T15:30:00Z",
+    ]
+    CSV_MASKED = [
+        "2,amit,1500.75,98******10,2024-09-24T15:30:00Z,11001,Delhi",
+        "3,amit,0,+9***********10,2024-09-24T15:30:00Z,110001,Delhi",
+        "4,call 91******89,10,**,2024-09-24T15:30:00Z,110001,Delhi",
+        "5,amit,91******89,20******24T15:30:00Z",
+    ]
+    NDJSON_LINES = [
+        json.dumps(record(customer_id=1)),
+        json.dumps(record(customer_id=2, mob_no=9876543210, pincode="1")),
+        # The number given twice: the parsed record holds the second; the first must not show.
+        '{"mob_no": "9876543210", "mob_no": "x", "customer_id": 3}',
+        '{"mob_no": "+91 9876543210", oops',
+        json.dumps(record(customer_id=4, contact={"phone": "9123456789"}, transaction_amount="-1")),
+    ]
+    NDJSON_MASKED = [
+        '{"customer_id":2,"name":"amit","transaction_amount":"1500.75","mob_no":"98******10",'
+        '"transaction_datetime":"2024-09-24T15:30:00Z","pincode":"1","state":"Delhi"}',
+        '{"mob_no":"*","customer_id":3}',
+        '{"mob_no": "+9**********10", oops',
+        json.dumps(record(customer_id=4, contact={"phone": "91******89"}, transaction_amount="-1", mob_no="98******10"),
+                   separators=(",", ":")),
+    ]
+
+    def setUp(self):
+        super().setUp()
+        self.csv_job = self.import_file("mobiles.csv", ("\n".join(self.CSV_LINES) + "\n").encode())
+        self.ndjson_job = self.import_file("mobiles.ndjson", ("\n".join(self.NDJSON_LINES) + "\n").encode())
+
+    def raw_rows(self, job_id: int, client) -> list[str]:
+        rows = self.rejected_csv(job_id, client=client)
+        self.assertEqual(rows[0], ["line_number", "raw", "reason"])
+        return [raw for _, raw, _ in rows[1:]]
+
+    def test_staff_without_view_pii_see_another_users_rejected_rows_masked(self):
+        staff = token_client(make_user("boss", permissions=("view_transaction",), is_staff=True))
+
+        self.assertEqual(self.raw_rows(self.csv_job, staff), self.CSV_MASKED)
+        self.assertEqual(self.raw_rows(self.ndjson_job, staff), self.NDJSON_MASKED)
+        for job_id in (self.csv_job, self.ndjson_job):
+            body = b"".join(staff.get(f"{IMPORTS_URL}{job_id}/rejected.csv").streaming_content).decode()
+            for whole in ("9876543210", "98765-43210", "9123456789"):
+                self.assertNotIn(whole, body)
+        # Line numbers and reasons are the same for every reader.
+        self.assertEqual([(row[0], row[2]) for row in self.rejected_csv(self.csv_job, client=staff)],
+                         [(row[0], row[2]) for row in self.rejected_csv(self.csv_job)])
+
+    def test_the_owner_and_users_with_view_pii_see_the_rows_as_sent(self):
+        pii_staff = token_client(make_user("operator", permissions=("view_transaction", "view_pii"), is_staff=True))
+        for client in (self.api, pii_staff):
+            with self.subTest(client=client):
+                self.assertEqual(self.raw_rows(self.csv_job, client), self.CSV_LINES[2:])
+                self.assertEqual(self.raw_rows(self.ndjson_job, client), self.NDJSON_LINES[1:])
 
 
 class WholeFileOutcomeTests(ImportTestCase):

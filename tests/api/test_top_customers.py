@@ -107,6 +107,50 @@ class TopCustomersScenarios:
 
         self.assertTopCustomers(response, {"pincode_140001": [customer_total(1, "c1", "70.00")]})
 
+    def test_states_differing_by_an_accent_or_an_emoji_are_different_states(self):
+        # Matching ignores case, nothing more: no database collation may fold accents or emoji.
+        spellings = ["Punjab", "Pünjab", "Pùnjab", "🍎 Punjab", "🍏 Punjab", "Straße", "Strasse"]
+        self.ingest_batch(
+            [
+                record(customer_id=n, name=f"c{n}", transaction_amount=f"{n}0.00", pincode="140001", state=state,
+                       transaction_datetime="2024-01-01T00:00:00Z")
+                for n, state in enumerate(spellings, start=1)
+            ]
+            # Customer 1 again, in the same pincode, in the state spelled with an accent.
+            + [record(customer_id=1, name="c1", transaction_amount="5.00", pincode="140001", state="Pünjab",
+                      transaction_datetime="2024-01-02T00:00:00Z")]
+        )
+        expected = {
+            "Punjab": [customer_total(1, "c1", "10.00")],
+            "Pünjab": [customer_total(2, "c2", "20.00"), customer_total(1, "c1", "5.00")],
+            "PÙNJAB": [customer_total(3, "c3", "30.00")],
+            "🍎 punjab": [customer_total(4, "c4", "40.00")],
+            "🍏 PUNJAB": [customer_total(5, "c5", "50.00")],
+            # Folding makes "ß" "ss": these two are one state, as case-insensitive matching says.
+            "STRASSE": [customer_total(7, "c7", "70.00"), customer_total(6, "c6", "60.00")],
+        }
+        for state, customers in expected.items():
+            with self.subTest(state=state):
+                self.assertTopCustomers(self.top_customers(self.query(state=state)), {"pincode_140001": customers})
+
+    def test_states_whose_folded_forms_differ_past_fifty_characters_are_different_states(self):
+        # 31 characters each, 61 once "ß" is folded to "ss"; "ΐ" folds to three characters.
+        states = ["ß" * 30 + "a", "ß" * 30 + "b", "ΐ" * 50]
+        self.ingest_batch(
+            [
+                record(customer_id=n, name=f"c{n}", transaction_amount=f"{n}0.00", pincode="140001", state=state,
+                       transaction_datetime="2024-01-01T00:00:00Z")
+                for n, state in enumerate(states, start=1)
+            ]
+        )
+        # "ẞ" is the capital of "ß" (its upper() would be "SS", 61 characters, too long to send).
+        spellings = {1: [states[0], "ẞ" * 30 + "A"], 2: [states[1], "ẞ" * 30 + "B"], 3: [states[2]]}
+        for n, spelled_as in spellings.items():
+            for spelled in spelled_as:
+                with self.subTest(state=spelled):
+                    self.assertTopCustomers(self.top_customers(self.query(state=spelled)),
+                                            {"pincode_140001": [customer_total(n, f"c{n}", f"{n}0.00")]})
+
     def test_at_most_five_per_pincode_by_default_biggest_total_first_ties_by_customer_id(self):
         # Seven customers, ingested out of order; 7 and 3 tie, 9.99 < 10.00 orders numerically.
         self.ingest_batch(

@@ -155,6 +155,36 @@ class NumberTests(HostileInputTestCase):
                 self.assertEqual(body, {"detail": f"JSON parse error - {literal} is not valid JSON"})
         self.assertNothingStored()
 
+    def test_a_number_beyond_decimals_range_is_a_parse_error_on_every_json_endpoint(self):
+        # Python's decimal holds exponents up to 10^18 - 1; past that it raises instead of rounding.
+        huge = "1e1000000000000000000"
+        bodies = {
+            INGEST_URL: [
+                json.dumps(record(transaction_amount="N")).replace('"N"', huge),
+                json.dumps(record(comment="N")).replace('"N"', huge),  # a field the endpoint ignores
+                json.dumps([record(), {"nested": ["N"]}]).replace('"N"', f"-{huge}"),
+            ],
+            RANGE_URL: [f'{{"min_amount": 0, "max_amount": {huge}}}', f'{{"min_amount": 0, "max_amount": 1, "x": {huge}}}'],
+            TOP_CUSTOMERS_URL: [f'{{"state": "Delhi", "limit": {huge}}}', f'{{"state": "Delhi", "x": 1.5E+{huge[2:]}}}'],
+        }
+        for url, texts in bodies.items():
+            for text in texts:
+                with self.subTest(url=url, text=text):
+                    self.assertEqual(
+                        self.assertRefused(self.post_raw(url, text.encode())),
+                        {"detail": "JSON parse error - a number is out of range (its exponent is too large)"},
+                    )
+        self.assertNothingStored()
+
+    def test_a_number_at_the_edge_of_decimals_range_is_a_field_error(self):
+        for literal in ("1e999999999999999999", "1e-1000000000000000000"):
+            with self.subTest(literal=literal):
+                text = json.dumps(record(transaction_amount="N")).replace('"N"', literal)
+                self.assertEqual(list(self.assertRefused(self.post_raw(INGEST_URL, text.encode()))), ["transaction_amount"])
+                text = f'{{"min_amount": 0, "max_amount": {literal}, "limit": {literal}}}'
+                self.assertEqual(sorted(self.assertRefused(self.post_raw(RANGE_URL, text.encode()))), ["limit", "max_amount"])
+        self.assertNothingStored()
+
     def test_customer_ids_that_are_not_whole_numbers_in_range_are_refused(self):
         for literal in ("1e400", "-0", "0", "1.5", "1e2", "9223372036854775808", "true", '"1,000"', '"0x10"', '" "'):
             with self.subTest(literal=literal):

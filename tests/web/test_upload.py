@@ -97,6 +97,25 @@ class UploadPageTests(DashboardTestMixin, TestCase):
         body = b"".join(response.streaming_content).decode()
         self.assertIn("pincode: Enter a pincode of exactly 6 digits", body)
 
+    def test_staff_without_view_pii_get_the_rejected_rows_with_mobile_numbers_masked(self):
+        self.upload("sales.csv", GOOD_AND_BAD, htmx=True)
+        job = ImportJob.objects.get()
+        staff = logged_in_client("boss", permissions=VIEWER, is_staff=True)
+
+        page = staff.get(f"/imports/{job.pk}/")
+        self.assertContains(page, f'href="/api/imports/{job.pk}/rejected.csv"')
+        response = staff.get(f"/api/imports/{job.pk}/rejected.csv")
+
+        self.assertEqual(
+            b"".join(response.streaming_content).decode(),
+            "line_number,raw,reason\n"
+            "4,\"2,<b>asha</b>,20,98******11,2024-09-25T10:00:00Z,011001,Delhi\","
+            "pincode: Enter a pincode of exactly 6 digits that does not start with 0.\n",
+        )
+        # The owner, who sent the row, gets it back as sent.
+        own = b"".join(self.client.get(f"/api/imports/{job.pk}/rejected.csv").streaming_content).decode()
+        self.assertIn("9876543211", own)
+
     def test_polling_partial_reports_progress_until_done(self):
         self.upload("sales.ndjson", b'{"customer_id": 1}\n', run=False)
         job = ImportJob.objects.get()
@@ -109,6 +128,27 @@ class UploadPageTests(DashboardTestMixin, TestCase):
         finished = self.htmx_get(f"/imports/{job.pk}/")
         self.assertNotContains(finished, "hx-trigger")
         self.assertContains(finished, "The import failed: The file has no header row.")
+
+    def test_a_file_name_long_in_bytes_is_stored_shortened_and_shown_whole(self):
+        name = "अ" * 90 + ".csv"  # 94 characters, 274 bytes: more than a file system holds in a name
+        response = self.upload(name, GOOD_AND_BAD, htmx=True)
+
+        self.assertEqual(response.status_code, 201)
+        job = ImportJob.objects.get()
+        self.assertEqual(job.original_name, name)
+        self.assertLessEqual(len(Path(job.file.name).name.encode()), 255)
+        self.assertEqual(Path(job.file.name).suffix, ".csv")
+        page = self.client.get(f"/imports/{job.pk}/")
+        self.assertContains(page, f"<h1>Import of {name}</h1>", html=True)
+        job.refresh_from_db()
+        self.assertEqual((job.status, job.created, job.duplicates, job.rejected), ("done", 1, 1, 1))
+
+    def test_a_file_name_of_emoji_only_is_accepted_with_a_chosen_format(self):
+        response = self.upload("😀😀", GOOD_AND_BAD, run=False, format="csv")
+
+        job = ImportJob.objects.get()
+        self.assertRedirects(response, f"/imports/{job.pk}/", fetch_redirect_response=False)
+        self.assertEqual((job.original_name, Path(job.file.name).name), ("😀😀", "upload"))
 
     def test_missing_file_is_refused_next_to_the_field(self):
         response = self.client.post("/upload/", {}, headers={"HX-Request": "true"})

@@ -118,6 +118,10 @@ class ImportRejectedRowsView(APIView):
 
     @extend_schema(
         summary="Every rejected row of an import: line number, raw row and reason, as CSV",
+        description=(
+            "The raw rows are as sent for the import's owner and for users with the view-PII "
+            "permission; anyone else (staff read every import) gets them with mobile numbers masked."
+        ),
         responses={
             (200, "text/csv"): OpenApiResponse({"type": "string"}, description="CSV with line_number,raw,reason")
         },
@@ -127,5 +131,5 @@ class ImportRejectedRowsView(APIView):
         return csv_download(
             file_name=f"import-{job.pk}-rejected.csv",
             header=["line_number", "raw", "reason"],
-            rows=selectors.rejected_rows_of(job=job),
+            rows=selectors.rejected_rows_of(job=job, user=request.user),
         )

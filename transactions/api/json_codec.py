@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 import simplejson
 from rest_framework.utils.encoders import JSONEncoder
@@ -12,9 +12,22 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _exact_decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        # The decimal module holds exponents up to 10^18 - 1 and refuses a larger one
+        # ("1e1000000000000000000") instead of rounding it. Left to itself, the error would
+        # escape every caller that expects a bad document to raise ValueError.
+        raise ValueError("a number is out of range (its exponent is too large)") from None
+
+
 def loads_exact(text: str) -> object:
-    """Parse JSON with every non-integer number as a Decimal (1500.75 stays 1500.75)."""
-    return simplejson.loads(text, use_decimal=True, parse_constant=_refuse_constant)
+    """Parse JSON with every non-integer number as a Decimal (1500.75 stays 1500.75).
+
+    Whatever the text, the only errors are ValueError (RecursionError for deep nesting).
+    """
+    return simplejson.loads(text, parse_float=_exact_decimal, parse_constant=_refuse_constant)
 
 
 _drf_encoder = JSONEncoder()
