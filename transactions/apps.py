@@ -24,5 +24,10 @@ class TransactionsConfig(AppConfig):
 
     def ready(self):
         # After every migrate, so the roles exist (with current permissions) on any database.
-        post_migrate.connect(_ensure_roles, sender=self)
+        # The cache table first: saving the roles tells the shared cache (api/authentication.py).
         post_migrate.connect(_ensure_cache_table, sender=self)
+        post_migrate.connect(_ensure_roles, sender=self)
+        # A changed token, user, group or permission is forgotten by every process's copy.
+        from .api.authentication import connect_signals
+
+        connect_signals()

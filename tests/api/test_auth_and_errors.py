@@ -8,11 +8,16 @@ import re
 from unittest import mock
 
 from django.conf import settings
-from django.db import OperationalError
+from django.contrib.auth.models import Group, Permission, User
+from django.core.cache import caches
+from django.db import OperationalError, connection
 from django.test import TestCase, override_settings
+from django.test.utils import CaptureQueriesContext
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.support import ApiClientMixin, clear_caches, make_user, record, token_client
+from transactions.api import authentication
 from transactions.models import Transaction
 
 INGEST_URL = "/api/ingest-data"
@@ -118,6 +123,73 @@ class PermissionTests(TestCase):
             with self.subTest(url=url):
                 self.assertEqual(nobody.post(url, body, format="json").status_code, 403)
         self.assertEqual(Transaction.objects.count(), 0)
+
+
+class KeptCredentialsTests(TestCase):
+    """A process keeps a token, its user and the permissions (transactions/api/authentication.py)
+    and forgets them as soon as any of them changes."""
+
+    CREDENTIAL_TABLES = ("authtoken_token", "auth_user", "auth_permission", "auth_group")
+
+    def setUp(self):
+        clear_caches()
+        self.user = make_user("kept", permissions=("add_transaction", "view_transaction"))
+        self.api = token_client(self.user)
+        self.assertEqual(self.ingest(customer_id=1).status_code, 201)  # the first request keeps them
+
+    def ingest(self, **fields):
+        return self.api.post(INGEST_URL, record(transaction_datetime=f"2024-01-0{fields['customer_id']}T00:00:00Z",
+                                                **fields), format="json")
+
+    def test_a_kept_token_is_not_read_again(self):
+        with CaptureQueriesContext(connection) as queries:
+            response = self.ingest(customer_id=2)
+        self.assertEqual(response.status_code, 201, response.content)
+        read = [q["sql"] for q in queries.captured_queries if any(t in q["sql"] for t in self.CREDENTIAL_TABLES)]
+        self.assertEqual(read, [])
+
+    def test_a_permission_taken_away_is_refused_at_once(self):
+        self.user.user_permissions.remove(Permission.objects.get(codename="add_transaction"))
+        response = self.ingest(customer_id=2)
+        self.assertEqual(response.status_code, 403)
+        self.assertEqual(response.json(), {"detail": "You do not have permission to ingest transactions."})
+
+    def test_a_permission_taken_from_the_users_group_is_refused_at_once(self):
+        self.user.user_permissions.clear()
+        group = Group.objects.create(name="ingesters")
+        group.permissions.add(Permission.objects.get(codename="add_transaction"))
+        self.user.groups.add(group)
+        self.assertEqual(self.ingest(customer_id=2).status_code, 201)
+
+        group.permissions.clear()
+        self.assertEqual(self.ingest(customer_id=3).status_code, 403)
+
+    def test_a_deleted_token_is_refused_at_once(self):
+        Token.objects.filter(user=self.user).get().delete()
+        response = self.ingest(customer_id=2)
+        self.assertEqual(response.status_code, 401)
+        self.assertEqual(response.json(), {"detail": "Invalid token."})
+
+    def test_a_deactivated_user_is_refused_at_once(self):
+        self.user.is_active = False
+        self.user.save()
+        response = self.ingest(customer_id=2)
+        self.assertEqual(response.status_code, 401)
+        self.assertEqual(response.json(), {"detail": "User inactive or deleted."})
+
+    def test_a_change_another_process_made_is_seen_through_the_shared_generation(self):
+        # Another process's change reaches this one only as a new generation in the shared
+        # cache: the permission is removed here without any signal, then the generation moves.
+        through = User.user_permissions.through
+        through.objects.filter(user=self.user, permission__codename="add_transaction")._raw_delete("default")
+        self.assertEqual(self.ingest(customer_id=2).status_code, 201)  # still the kept copy
+        caches["default"].set(authentication.GENERATION_KEY, "another-process-changed-something", None)
+        self.assertEqual(self.ingest(customer_id=3).status_code, 403)
+
+    def test_a_login_keeps_the_copies(self):
+        before = caches["default"].get(authentication.GENERATION_KEY)
+        self.client.force_login(self.user)  # saves last_login
+        self.assertEqual(caches["default"].get(authentication.GENERATION_KEY), before)
 
 
 class SessionAuthenticationTests(TestCase):

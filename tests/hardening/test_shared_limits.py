@@ -1,4 +1,5 @@
-"""Limits hold across gunicorn workers: the API's throttle and the failed-login lock-out.
+"""State every gunicorn worker must share: the API's throttle and the failed-login lock-out hold
+across workers, and a credential changed elsewhere is refused by every worker's kept copy.
 
 Both count in the "default" cache. With a per-process cache, N workers would each count on their
 own and a client would get N times the limit; the database cache (the default) and Redis (when
@@ -54,8 +55,23 @@ class HeldRequest:
         return int(answer.split(b" ", 2)[1])
 
 
+class AccessLogMixin:
+    """`self.server` is a Gunicorn started with ACCESS_LOG."""
+
+    def worker_of(self, query: str) -> str:
+        """The pid of the worker that answered the request whose query string was `query`."""
+        deadline = time.monotonic() + 10  # a worker writes its access line just after answering
+        while time.monotonic() < deadline:
+            for line in self.server.log_text().splitlines():
+                match = re.fullmatch(r"<(\d+)> \d{3} \S+ (\S*)", line.strip())
+                if match and match.group(2) == query:
+                    return match.group(1)
+            time.sleep(0.1)
+        self.fail(f"no access log line for ?{query}" + self.server.log())
+
+
 @slow
-class SharedLimitTests(TransactionTestCase):
+class SharedLimitTests(AccessLogMixin, TransactionTestCase):
     """Run with the database cache; RedisLimitTests runs the same with Redis."""
 
     def server_environment(self) -> dict[str, str]:
@@ -76,17 +92,6 @@ class SharedLimitTests(TransactionTestCase):
             },
         )
         self.addCleanup(self.server.stop)
-
-    def worker_of(self, query: str) -> str:
-        """The pid of the worker that answered the request whose query string was `query`."""
-        deadline = time.monotonic() + 10  # a worker writes its access line just after answering
-        while time.monotonic() < deadline:
-            for line in self.server.log_text().splitlines():
-                match = re.fullmatch(r"<(\d+)> \d{3} \S+ (\S*)", line.strip())
-                if match and match.group(2) == query:
-                    return match.group(1)
-            time.sleep(0.1)
-        self.fail(f"no access log line for ?{query}" + self.server.log())
 
     def test_the_api_rate_limit_is_one_limit_across_workers(self):
         held = HeldRequest(
@@ -173,3 +178,41 @@ class RedisLimitTests(SharedLimitTests):
         for key in client.scan_iter(match=f"{prefix}*"):
             client.delete(key)
         client.close()
+
+
+@slow
+class KeptCredentialsAcrossWorkersTests(AccessLogMixin, TransactionTestCase):
+    """Each worker keeps a token's user and permissions (transactions/api/authentication.py);
+    a change made in another process (here, the test's) reaches every worker's copy."""
+
+    def setUp(self):
+        clear_caches()
+        self.user = make_user("kept-everywhere", permissions=("view_transaction",))
+        self.token = Token.objects.create(user=self.user).key
+        self.server = Gunicorn(database_url=database_url_of_test_run(), workers=2, environment=ACCESS_LOG)
+        self.addCleanup(self.server.stop)
+
+    def on_both_workers(self, name: str) -> list[tuple[int, str]]:
+        """POST /api/top-customers on each of the two workers: (status, worker pid) of each."""
+        body = b'{"state": "Delhi"}'
+        held = HeldRequest(
+            self.server.port,
+            f"POST /api/top-customers?n={name}-held HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Token {self.token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n",
+            body,
+        )
+        other = self.server.call("POST", f"/api/top-customers?n={name}-other", body={"state": "Delhi"},
+                                 token=self.token)
+        statuses = [held.finish(), other.status]
+        workers = [self.worker_of(f"n={name}-held"), self.worker_of(f"n={name}-other")]
+        self.assertNotEqual(workers[0], workers[1], "the two requests went to two workers")
+        return list(zip(statuses, workers))
+
+    def test_a_permission_taken_away_in_another_process_is_refused_by_every_worker(self):
+        self.assertEqual([status for status, _ in self.on_both_workers("before")], [200, 200])
+
+        self.user.user_permissions.clear()  # this process: the workers only see the shared cache
+
+        after = self.on_both_workers("after")
+        self.assertEqual([status for status, _ in after], [403, 403], self.server.log())
