@@ -16,7 +16,7 @@ from django.utils.functional import cached_property
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.template_utils import HistoricalRecordContextHelper
 
-from . import services, validation
+from . import selectors, services, validation
 from .csv_download import csv_download
 from .models import Customer, ImportJob, Transaction
 from .privacy import can_view_pii, mask_mob_no, mob_no_for
@@ -182,19 +182,9 @@ class StateFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
-        # The summary table has a row per state and pincode, a few hundred in all.
-        from .models import PincodeTotal
-
-        states = (
-            PincodeTotal.objects.filter(transaction_count__gt=0)
-            .values_list("state_key", "state")
-            .order_by("state_key")
-            .distinct()
-        )
-        seen = {}
-        for key, label in states:
-            seen.setdefault(key, label)
-        return list(seen.items())
+        # Each state once, by its one name (the spelling most of its transactions are filed
+        # under), as the dashboard shows it; read from the running totals, not the transactions.
+        return sorted(selectors.state_names().items())
 
     def queryset(self, request, queryset):
         if self.value():

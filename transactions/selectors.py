@@ -18,9 +18,10 @@ from django.db import connection
 from django.db.models import (
     BigIntegerField, Count, DateField, DecimalField, F, Max, Min, OuterRef, QuerySet, Subquery, Sum, Value, Window,
 )
-from django.db.models.functions import Cast, Round, RowNumber, TruncMonth
+from django.db.models.functions import Cast, Collate, Round, RowNumber, TruncMonth
 
 from .db_values import datetime_adapter, filter_by_ids, mysql_literal_writer
+from .fields import EXACT_COLLATIONS
 from .models import Customer, CustomerPincodeTotal, ImportJob, MonthlyTotal, PincodeTotal, Transaction
 from .privacy import can_view_rows_as_sent
 from .validation import CENT, state_key_for
@@ -520,10 +521,51 @@ class StateCount:
     state: str
     transactions: int
     pincodes: int
+    state_key: str = ""
+
+
+def state_names() -> dict[str, str]:
+    """The one spelling of each state shown everywhere: state key -> name.
+
+    States match case-insensitively, so "Karnataka" and "KARNATAKA" are one state; its name is
+    the spelling most of its transactions are filed under; of equally common ones, the one its
+    per-pincode totals were first stored under, then the first in code-point order. Read from
+    the running totals (each per-customer, per-pincode row keeps the spelling its customer first
+    sent there, weighted by its transactions): never a scan of the transactions themselves (the
+    admin's list pages promise none). Kept until new data.
+    """
+
+    def compute() -> dict[str, str]:
+        # Grouped exactly: MySQL's usual collations would call the two spellings one value.
+        collation = EXACT_COLLATIONS.get(connection.vendor)
+        spelling = Collate("state", collation) if collation else F("state")
+        rows = (
+            CustomerPincodeTotal.objects.filter(transaction_count__gt=0)
+            .order_by()
+            .annotate(spelling=spelling)
+            .values("state_key", "spelling")
+            .annotate(transactions=Sum("transaction_count"))
+            .values_list("state_key", "spelling", "transactions")
+        )
+        first_stored = dict(
+            PincodeTotal.objects.filter(transaction_count__gt=0)
+            .order_by()
+            .values("state_key")
+            .annotate(first=Min(spelling))
+            .values_list("state_key", "first")
+        )
+        best: dict[str, tuple] = {}
+        for key, state, transactions in rows:
+            rank = (-transactions, state != first_stored.get(key), state)
+            if key not in best or rank < best[key]:
+                best[key] = rank
+        return {key: rank[2] for key, rank in best.items()}
+
+    return _cached_until_new_data("state-names", compute)
 
 
 def states_with_counts() -> list[StateCount]:
-    """Every state with transactions (one spelling of its name), its transactions and pincodes.
+    """Every state with transactions (its one name, ``state_names``), its transactions and pincodes.
 
     Read from the per-pincode running totals: a few hundred rows.
     """
@@ -532,9 +574,13 @@ def states_with_counts() -> list[StateCount]:
         .values("state_key")
         .annotate(state=Min("state"), transactions=Sum("transaction_count"), pincodes=Count("pincode"))
         .order_by("state_key")
-        .values_list("state", "transactions", "pincodes")
+        .values_list("state_key", "state", "transactions", "pincodes")
     )
-    return [StateCount(state=state, transactions=count, pincodes=pincodes) for state, count, pincodes in rows]
+    names = state_names()
+    return [
+        StateCount(state=names.get(key, state), transactions=count, pincodes=pincodes, state_key=key)
+        for key, state, count, pincodes in rows
+    ]
 
 
 def customer_with_totals(*, customer_id: int) -> Customer | None:
@@ -542,22 +588,47 @@ def customer_with_totals(*, customer_id: int) -> Customer | None:
     return Customer.objects.filter(pk=customer_id).first()
 
 
-def pincode_breakdown_of(*, customer_id: int) -> QuerySet:
-    """The customer's all-time totals per pincode and state, biggest first."""
-    return (
+def pincode_breakdown_of(*, customer_id: int) -> list[dict]:
+    """The customer's all-time totals per pincode and state (its one name), biggest first."""
+    rows = (
         CustomerPincodeTotal.objects.filter(customer_id=customer_id, transaction_count__gt=0)
         .order_by("-total_amount", "pincode")
-        .values("pincode", "state", "total_amount", "transaction_count")
+        .values("pincode", "state_key", "state", "total_amount", "transaction_count")
     )
+    names = state_names()
+    return [{**row, "state": names.get(row["state_key"], row["state"])} for row in rows]
 
 
 def customer_amount_per_month(*, customer_id: int) -> list[MonthTotal]:
-    return _month_totals(Transaction.objects.filter(customer_id=customer_id))
+    """The customer's spend per calendar month (UTC), from the first month with a transaction
+    to the last, with the months between that have none as zeros: bars one month apart."""
+    return _with_empty_months(_month_totals(Transaction.objects.filter(customer_id=customer_id)))
+
+
+def _with_empty_months(months: list[MonthTotal]) -> list[MonthTotal]:
+    """Every month from the first to the last of `months` (oldest first), a gap a zero month."""
+    if not months:
+        return []
+    by_month = {row.month: row for row in months}
+    filled, month, last = [], months[0].month, months[-1].month
+    while month <= last:
+        filled.append(by_month.get(month) or MonthTotal(month=month, transactions=0, total_amount=Decimal("0.00")))
+        month = dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return filled
 
 
 def transactions_of(*, customer_id: int) -> QuerySet:
     """The customer's transactions, newest first (read along the customer/time index)."""
     return Transaction.objects.filter(customer_id=customer_id).order_by("-transaction_datetime")
+
+
+def with_state_names(transactions) -> list[Transaction]:
+    """The transactions (a page of them), each with ``state_name``, its state's one name."""
+    names = state_names()
+    transactions = list(transactions)
+    for txn in transactions:
+        txn.state_name = names.get(txn.state_key, txn.state)
+    return transactions
 
 
 @dataclass(frozen=True, slots=True)

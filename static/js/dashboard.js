@@ -61,6 +61,19 @@
     });
   }
 
+  // The messages of a failed upload, once a later one has gone through.
+  function clearUploadErrors(form) {
+    form.querySelectorAll(".errorlist, .form-errors").forEach(function (message) { message.remove(); });
+    form.querySelectorAll("[aria-invalid]").forEach(function (field) {
+      field.removeAttribute("aria-invalid");
+      var described = (field.getAttribute("aria-describedby") || "").split(" ").filter(function (id) {
+        return id && !/_error$/.test(id);
+      });
+      if (described.length) field.setAttribute("aria-describedby", described.join(" "));
+      else field.removeAttribute("aria-describedby");
+    });
+  }
+
   function bindUploadForm(form) {
     if (form.dataset.bound) return;
     form.dataset.bound = "1";
@@ -87,6 +100,7 @@
           slot.innerHTML = request.responseText;
           window.htmx.process(slot);
           form.reset();
+          clearUploadErrors(form);
         } else {
           // The form again, with the reason beside the field.
           setUploadProgress(0, "Not uploaded", "failed");

@@ -186,7 +186,7 @@ class DashboardInBrowserTests(StaticLiveServerTestCase):
         expect(self.page.locator("#range-results")).to_be_visible()
         # The query is in the address bar, so the report can be bookmarked and shared.
         expect(self.page).to_have_url(
-            self.url("/reports/range/?min_amount=200&max_amount=100000&start=&time_period=2038-01-01T00%3A00")  # Chromium drops :00 seconds
+            self.url("/reports/range/?min_amount=200&max_amount=100000&start=&time_period=2038-01-01T00%3A00%3A00")
         )
         query = {"min_amount": 200, "max_amount": 100000, "time_period": "2038-01-01T00:00:00"}
         api = self.api_post("/api/query-transaction-range", {**query, "limit": 50})
@@ -232,8 +232,67 @@ class DashboardInBrowserTests(StaticLiveServerTestCase):
         self.page.get_by_label("Maximum total").fill("100")
         self.page.get_by_role("button", name="Run report").click()
         error = self.page.locator("#id_max_amount_error")
-        expect(error).to_have_text("max_amount must not be less than min_amount.")
+        expect(error).to_have_text("The maximum total must not be less than the minimum total.")
         expect(self.page.get_by_label("Maximum total")).to_have_attribute("aria-invalid", "true")
+
+    def test_a_date_alone_is_sent_and_one_that_cant_be_read_is_refused_beside_its_field(self):
+        sample_data()
+        self.log_in("/reports/range/")
+        self.page.get_by_label("Minimum total").fill("0")
+        self.page.get_by_label("Maximum total").fill("100000")
+        self.page.get_by_label("From (optional)").fill("2024-03-01")
+        self.page.get_by_label("Up to (optional)").fill("2024-03")
+        self.page.get_by_role("button", name="Run report").click()
+        expect(self.page.locator("#id_time_period_error")).to_have_text(
+            "Enter a date (2024-05-31) or a date and time (2024-05-31 14:30), in UTC."
+        )
+        expect(self.page.locator("#range-results")).to_have_count(0)
+        self.page.get_by_label("Up to (optional)").fill("2024-03-31")
+        self.page.get_by_role("button", name="Run report").click()
+        expect(self.page.locator("#range-results")).to_be_visible()
+        expect(self.page).to_have_url(
+            self.url("/reports/range/?min_amount=0&max_amount=100000&start=2024-03-01&time_period=2024-03-31")
+        )
+        api = self.api_post(
+            "/api/query-transaction-range",
+            {"min_amount": 0, "max_amount": 100000, "start": "2024-03-01T00:00:00", "time_period": "2024-03-31T23:59:59.999999"},
+        )
+        expect(self.page.get_by_test_id("total-count")).to_have_text(f"{api.headers['x-total-count']} customers match.")
+
+    def test_a_good_upload_clears_the_error_of_a_failed_one(self):
+        self.log_in("/upload/")
+        self.page.get_by_label("CSV or NDJSON file").set_input_files(
+            {"name": "transactions.xlsx", "mimeType": "application/octet-stream", "buffer": b"x"}
+        )
+        self.page.get_by_role("button", name="Upload and import").click()
+        expect(self.page.locator("#id_format_error")).to_contain_text("Name the format")
+        header = "customer_id,name,transaction_amount,mob_no,transaction_datetime,pincode,state\n"
+        self.page.get_by_label("CSV or NDJSON file").set_input_files(
+            {"name": "transactions.csv", "mimeType": "text/csv",
+             "buffer": (header + "1,amit,100.50,9876543210,2024-09-24T15:30:00Z,110001,Delhi\n").encode()}
+        )
+        self.page.get_by_role("button", name="Upload and import").click()
+        expect(self.page.get_by_test_id("import-state")).to_have_text("Done")
+        expect(self.page.locator("#upload-form .errorlist")).to_have_count(0)
+        expect(self.page.locator("#upload-form [aria-invalid]")).to_have_count(0)
+        expect(self.page.get_by_text("Name the format")).to_have_count(0)
+
+    def test_the_overviews_total_amount_stays_on_one_line_at_1366_px(self):
+        store(
+            record(customer_id=1, transaction_amount="999999999999.99", transaction_datetime="2024-01-01T00:00:00Z"),
+            record(customer_id=2, transaction_amount="999999999999.99", transaction_datetime="2024-01-02T00:00:00Z"),
+        )
+        self.page.set_viewport_size({"width": 1366, "height": 900})
+        self.log_in("/")
+        total = self.page.get_by_test_id("total-amount")
+        expect(total).to_have_text("1,999,999,999,999.98")
+        lines = total.evaluate(
+            "dd => { const range = document.createRange(); range.selectNodeContents(dd);"
+            " return new Set([...range.getClientRects()].map(rect => Math.round(rect.top))).size; }"
+        )
+        self.assertEqual(lines, 1)
+        self.assertLessEqual(total.evaluate("dd => dd.scrollWidth - dd.clientWidth"), 0)
+        self.assertLessEqual(self.page.evaluate("document.documentElement.scrollWidth"), 1366)
 
     def test_report_works_without_javascript(self):
         sample_data()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.test import TestCase
 
 from tests.support import DashboardTestMixin, logged_in_client, record, store
@@ -30,6 +32,29 @@ class CustomerPageTests(DashboardTestMixin, TestCase):
         self.assertEqual([m.month.isoformat() for m in response.context["months"]], ["2024-01-01", "2024-02-01", "2024-03-01"])
         self.assertContains(response, '<th scope="row">2024-02</th>', html=False)
         self.assertContains(response, "Transactions <span class=\"count\">(3)</span>", html=False)
+
+    def test_months_without_spend_are_shown_as_zero_between_the_first_and_the_last(self):
+        store(
+            record(customer_id=42, transaction_amount="100.00", transaction_datetime="2023-11-10T08:00:00Z"),
+            record(customer_id=42, transaction_amount="50.00", transaction_datetime="2024-02-01T00:00:00Z"),
+            record(customer_id=42, transaction_amount="25.00", transaction_datetime="2024-02-29T23:59:59Z"),
+        )
+        response = self.client.get("/customers/42/")
+        self.assertEqual(
+            [(m.month.isoformat(), m.transactions, m.total_amount) for m in response.context["months"]],
+            [
+                ("2023-11-01", 1, Decimal("100.00")),
+                ("2023-12-01", 0, Decimal("0.00")),
+                ("2024-01-01", 0, Decimal("0.00")),
+                ("2024-02-01", 2, Decimal("75.00")),
+            ],
+        )
+        self.assertContains(
+            response,
+            '<tr><th scope="row">2023-12</th><td class="num" data-value="0.00">0.00</td><td class="num">0</td></tr>',
+            html=True,
+        )
+        self.assertContains(response, '<th scope="row">2024-01</th>', html=True)
 
     def test_mobile_number_is_masked_without_the_pii_permission(self):
         customer_with_history(1)

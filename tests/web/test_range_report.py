@@ -102,31 +102,38 @@ class RangeReportPageTests(DashboardTestMixin, TestCase):
         )
         rows = [(row["customer_id"], row["total_transaction_amount"]) for row in response.context["page"]]
         self.assertEqual(rows, [(1, Decimal("100.00"))])
-        # The window's values go back into the inputs, as datetime-local shows them.
+        # The window's values go back into the inputs as typed.
         self.assertContains(response, 'value="2024-03-01T00:00:00"')
 
     def test_empty_result_says_so_plainly(self):
         store(record(customer_id=1, transaction_amount="10.00"))
-        response = self.client.get(URL, {"min_amount": "5000", "max_amount": "9000"})
+        response = self.client.get(URL, {"min_amount": "5000", "max_amount": "9000", "start": "2024-01-01"})
         self.assertContains(response, "0 customers match.")
         self.assertContains(response, "No customer's total lies between 5,000.00 and 9,000.00 in this window.")
         self.assertNotContains(response, "Export CSV")
 
-    def test_validation_messages_are_the_apis_and_sit_next_to_their_field(self):
+    def test_validation_messages_use_the_pages_words_and_sit_next_to_their_field(self):
         response = self.client.get(URL, {"min_amount": "500", "max_amount": "100"})
         self.assertEqual(response.status_code, 400)
-        self.assertEqual(response.context["form"].errors, {"max_amount": ["max_amount must not be less than min_amount."]})
+        self.assertEqual(
+            response.context["form"].errors,
+            {"max_amount": ["The maximum total must not be less than the minimum total."]},
+        )
+        self.assertContains(
+            response,
+            '<ul class="errorlist" id="id_max_amount_error">'
+            "<li>The maximum total must not be less than the minimum total.</li></ul>",
+            status_code=400,
+            html=True,
+        )
+        self.assertNotContains(response, "max_amount must", status_code=400)
+        self.assertNotContains(response, "min_amount.", status_code=400)
+        self.assertContains(response, 'aria-invalid="true"', status_code=400)
+        # The API keeps its own words: they name its fields.
         api = token_client(self.make_api_user()).post(
             "/api/query-transaction-range", {"min_amount": 500, "max_amount": 100}, format="json"
         )
         self.assertEqual(json.loads(api.content), {"max_amount": ["max_amount must not be less than min_amount."]})
-        self.assertContains(
-            response,
-            '<ul class="errorlist" id="id_max_amount_error"><li>max_amount must not be less than min_amount.</li></ul>',
-            status_code=400,
-            html=True,
-        )
-        self.assertContains(response, 'aria-invalid="true"', status_code=400)
 
     def test_each_bad_field_gets_its_message(self):
         response = self.client.get(URL, {"min_amount": "ten", "max_amount": "1.005", "start": "yesterday"})
@@ -135,8 +142,15 @@ class RangeReportPageTests(DashboardTestMixin, TestCase):
             {
                 "min_amount": ["Enter an amount as a number, e.g. 1500.75."],
                 "max_amount": ["Enter an amount with at most 2 decimal places."],
-                "start": ["Enter an ISO 8601 datetime, e.g. 2024-09-24T15:30:00 or 2024-09-24T21:00:00+05:30."],
+                "start": ["Enter a date (2024-05-31) or a date and time (2024-05-31 14:30), in UTC."],
             },
+        )
+        self.assertContains(
+            response,
+            '<ul class="errorlist" id="id_start_error">'
+            "<li>Enter a date (2024-05-31) or a date and time (2024-05-31 14:30), in UTC.</li></ul>",
+            status_code=400,
+            html=True,
         )
 
     def test_missing_bounds_are_required(self):
@@ -152,7 +166,56 @@ class RangeReportPageTests(DashboardTestMixin, TestCase):
         response = self.client.get(
             URL, {"min_amount": "0", "max_amount": "1", "start": "2024-02-01T00:00", "time_period": "2024-01-01T00:00"}
         )
-        self.assertEqual(response.context["form"].errors, {"start": ["start must not be after time_period."]})
+        self.assertEqual(response.context["form"].errors, {"start": ["“From” must not be after “Up to”."]})
+        self.assertContains(response, "<li>“From” must not be after “Up to”.</li>", status_code=400, html=True)
+        self.assertNotContains(response, "time_period.", status_code=400)
+
+    def test_a_date_alone_is_the_start_or_the_end_of_that_day(self):
+        store(
+            record(customer_id=1, name="before", transaction_amount="100.00", transaction_datetime="2024-04-30T23:59:59Z"),
+            record(customer_id=2, name="first", transaction_amount="100.00", transaction_datetime="2024-05-01T00:00:00Z"),
+            record(customer_id=3, name="last", transaction_amount="100.00", transaction_datetime="2024-05-31T23:59:59.5Z"),
+            record(customer_id=4, name="after", transaction_amount="100.00", transaction_datetime="2024-06-01T00:00:00Z"),
+        )
+        response = self.client.get(
+            URL, {"min_amount": "0", "max_amount": "1000", "start": "2024-05-01", "time_period": "2024-05-31"}
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(sorted(row["customer_id"] for row in response.context["page"]), [2, 3])
+        self.assertContains(response, "2 customers match.")
+        # The dates go back into the inputs as typed, in text inputs a browser sends as typed
+        # (a datetime-local input half filled is sent empty).
+        self.assertContains(response, 'type="text" name="start" value="2024-05-01"')
+        self.assertContains(response, 'type="text" name="time_period" value="2024-05-31"')
+        self.assertNotContains(response, 'type="datetime-local"')
+
+    def test_a_date_and_time_with_a_space_is_read_too(self):
+        store(record(customer_id=1, transaction_amount="100.00", transaction_datetime="2024-05-01T10:00:00Z"))
+        response = self.client.get(
+            URL, {"min_amount": "0", "max_amount": "1000", "start": "2024-05-01 10:00", "time_period": "2024-05-01 10:00"}
+        )
+        self.assertContains(response, "1 customer matches.")
+
+    def test_a_window_that_cant_be_read_is_refused_next_to_its_field(self):
+        for start, end in (("2024-05", ""), ("", "2024-02-30"), ("", "31/05/2024")):
+            with self.subTest(start=start, end=end):
+                response = self.client.get(URL, {"min_amount": "0", "max_amount": "1", "start": start, "time_period": end})
+                self.assertEqual(response.status_code, 400)
+                field = "start" if start else "time_period"
+                self.assertContains(
+                    response,
+                    f'<ul class="errorlist" id="id_{field}_error">'
+                    "<li>Enter a date (2024-05-31) or a date and time (2024-05-31 14:30), in UTC.</li></ul>",
+                    status_code=400,
+                    html=True,
+                )
+                self.assertNotIn("summary", response.context)
+
+    def test_without_a_window_the_empty_answer_does_not_mention_one(self):
+        store(record(customer_id=1, transaction_amount="10.00"))
+        response = self.client.get(URL, {"min_amount": "5000", "max_amount": "9000", "start": "", "time_period": ""})
+        self.assertContains(response, "No customer's total lies between 5,000.00 and 9,000.00.")
+        self.assertNotContains(response, "in this window")
 
     def make_api_user(self):
         from tests.support import make_user

@@ -129,6 +129,33 @@ class UploadPageTests(DashboardTestMixin, TestCase):
         self.assertNotContains(finished, "hx-trigger")
         self.assertContains(finished, "The import failed: The file has no header row.")
 
+    def test_counts_have_thousands_separators(self):
+        self.upload("sales.csv", GOOD_AND_BAD, run=False)
+        job = ImportJob.objects.get()
+        ImportJob.objects.filter(pk=job.pk).update(
+            status="done", rows_processed=1234567, created=1234000, duplicates=12345, conflicts=1000, rejected=222
+        )
+        response = self.htmx_get(f"/imports/{job.pk}/")
+        self.assertContains(response, '<dd data-count="created">1,234,000</dd>', html=True)
+        self.assertContains(response, '<dd data-count="duplicates">12,345</dd>', html=True)
+        self.assertContains(response, '<dd data-count="conflicts">1,000</dd>', html=True)
+        self.assertContains(response, '<dd data-count="rejected">222</dd>', html=True)
+        self.assertContains(response, "1,234,567 rows read")
+
+    def test_a_failed_imports_bar_stops_where_the_import_did(self):
+        self.upload("sales.csv", GOOD_AND_BAD, run=False)
+        job = ImportJob.objects.get()
+        ImportJob.objects.filter(pk=job.pk).update(status="failed", byte_offset=40, error="The disk is full.")
+        response = self.htmx_get(f"/imports/{job.pk}/")
+        self.assertContains(
+            response,
+            f'<progress id="processing-progress" max="{job.size_bytes}" value="40" data-state="failed"'
+            ' aria-describedby="import-failure">Failed</progress>',
+            html=True,
+        )
+        self.assertNotContains(response, 'max="1" value="1"')
+        self.assertContains(response, '<p id="import-failure" class="form-errors" role="alert">The import failed: The disk is full.</p>', html=True)
+
     def test_a_file_name_long_in_bytes_is_stored_shortened_and_shown_whole(self):
         name = "अ" * 90 + ".csv"  # 94 characters, 274 bytes: more than a file system holds in a name
         response = self.upload(name, GOOD_AND_BAD, htmx=True)

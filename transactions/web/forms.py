@@ -2,46 +2,53 @@
 
 A report form declares only how its fields look (labels, widgets, help). Its validation is the
 API's request serializer run on the submitted values, so the page and
-``POST /api/query-transaction-range`` accept and refuse exactly the same queries with the
-same messages; each message is shown next to the field it belongs to.
+``POST /api/query-transaction-range`` accept and refuse the same queries; each message is shown
+next to the field it belongs to, in the page's words rather than the API's field names. The one
+addition: a date alone in a window field means the start of that day (From) or its end (Up to).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from django import forms
-from django.core.exceptions import ValidationError
 
 from transactions import services, validation
 from transactions.api.serializers import TopCustomersQuerySerializer, TransactionRangeQuerySerializer
 from transactions.models import ImportJob
 
 
-class DateTimeLocalInput(forms.DateTimeInput):
-    """``<input type="datetime-local">`` showing a valid ISO value as UTC without its offset."""
+class WindowInput(forms.TextInput):
+    """A text input for a window bound: a date alone or a date and time, shown back as typed.
 
-    input_type = "datetime-local"
+    Not ``type="datetime-local"``: a browser sends such an input empty while it is half filled
+    (a date without a time), so the page would answer for all time without a word. A text
+    input sends what was typed, and the form accepts it or says next to the field why not.
+    An initial datetime is shown as UTC without its offset.
+    """
 
     def __init__(self, attrs=None):
-        super().__init__(attrs={"step": "1", **(attrs or {})})
+        super().__init__(
+            attrs={
+                "placeholder": "YYYY-MM-DD or YYYY-MM-DD HH:MM",
+                "autocomplete": "off",
+                "spellcheck": "false",
+                **(attrs or {}),
+            }
+        )
 
     def format_value(self, value):
-        if isinstance(value, str) and value.strip():
-            try:
-                value = validation.clean_datetime(value)
-            except ValidationError:
-                return value  # shown back as sent, with the field's error beside it
         if isinstance(value, dt.datetime):
             return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        return value
+        return super().format_value(value)
 
 
 def _amount_input(placeholder: str) -> forms.NumberInput:
     return forms.NumberInput(attrs={"step": "0.01", "min": "0", "inputmode": "decimal", "placeholder": placeholder})
 
 
-WINDOW_HELP = "UTC. Leave empty for "
+WINDOW_HELP = "A date, or a date and time (UTC). Leave empty for "
 
 
 class SerializerRulesForm(forms.Form):
@@ -53,18 +60,46 @@ class SerializerRulesForm(forms.Form):
     """
 
     serializer_class: type
+    # A date alone in these fields means the start of that day (UTC) ...
+    day_start_fields: tuple[str, ...] = ("start",)
+    # ... and in these its end, so that "up to 2024-05-31" includes the 31st.
+    day_end_fields: tuple[str, ...] = ("time_period",)
+    # The serializer's messages name the API's fields; the page says them in its own words.
+    page_messages: dict[str, str] = {
+        "start must not be after time_period.": "“From” must not be after “Up to”.",
+        "max_amount must not be less than min_amount.": "The maximum total must not be less than the minimum total.",
+    }
+    window_message = "Enter a date (2024-05-31) or a date and time (2024-05-31 14:30), in UTC."
 
     def clean(self):
         submitted = {
-            name: value for name, value in self.data.items() if name in self.fields and str(value).strip() != ""
+            name: self._as_sent_to_the_api(name, str(value))
+            for name, value in self.data.items()
+            if name in self.fields and str(value).strip() != ""
         }
         query = self.serializer_class(data=submitted)
         if query.is_valid():
             return dict(query.validated_data)
         for field, messages in query.errors.items():
             for message in messages:
-                self.add_error(field if field in self.fields else None, str(message))
+                self.add_error(field if field in self.fields else None, self._page_message(field, str(message)))
         return {}
+
+    def _as_sent_to_the_api(self, name: str, value: str) -> str:
+        if _DATE_ALONE.fullmatch(value):
+            if name in self.day_start_fields:
+                return value.strip() + "T00:00:00"
+            if name in self.day_end_fields:
+                return value.strip() + "T23:59:59.999999"
+        return value
+
+    def _page_message(self, field: str, message: str) -> str:
+        if field in self.day_start_fields + self.day_end_fields and message.startswith("Enter an ISO 8601 datetime"):
+            return self.window_message
+        return self.page_messages.get(message, message)
+
+
+_DATE_ALONE = re.compile(r"\s*[0-9]{4}-[0-9]{2}-[0-9]{2}\s*")
 
 
 class TransactionRangeForm(SerializerRulesForm):
@@ -73,10 +108,10 @@ class TransactionRangeForm(SerializerRulesForm):
     min_amount = forms.CharField(label="Minimum total", required=False, widget=_amount_input("e.g. 50000"))
     max_amount = forms.CharField(label="Maximum total", required=False, widget=_amount_input("e.g. 200000"))
     start = forms.CharField(
-        label="From (optional)", required=False, widget=DateTimeLocalInput(), help_text=WINDOW_HELP + "all time."
+        label="From (optional)", required=False, widget=WindowInput(), help_text=WINDOW_HELP + "all time."
     )
     time_period = forms.CharField(
-        label="Up to (optional)", required=False, widget=DateTimeLocalInput(), help_text=WINDOW_HELP + "now."
+        label="Up to (optional)", required=False, widget=WindowInput(), help_text=WINDOW_HELP + "now."
     )
 
 
@@ -91,10 +126,10 @@ class TopCustomersForm(SerializerRulesForm):
         help_text="1 to 100; 5 when empty.",
     )
     start = forms.CharField(
-        label="From (optional)", required=False, widget=DateTimeLocalInput(), help_text=WINDOW_HELP + "all time."
+        label="From (optional)", required=False, widget=WindowInput(), help_text=WINDOW_HELP + "all time."
     )
     time_period = forms.CharField(
-        label="Up to (optional)", required=False, widget=DateTimeLocalInput(), help_text=WINDOW_HELP + "all time."
+        label="Up to (optional)", required=False, widget=WindowInput(), help_text=WINDOW_HELP + "all time."
     )
 
     def __init__(self, *args, states=(), **kwargs):

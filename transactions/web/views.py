@@ -166,10 +166,12 @@ class CustomerView(DashboardView):
         customer = selectors.customer_with_totals(customer_id=customer_id)
         if customer is None:
             raise Http404("No customer with this id.")
+        transactions = _page_of(request, selectors.transactions_of(customer_id=customer_id))
+        transactions.object_list = selectors.with_state_names(transactions.object_list)
         context = {
             "customer": customer,
             "mob_no": mob_no_for(request.user, customer.mob_no),
-            "transactions": _page_of(request, selectors.transactions_of(customer_id=customer_id)),
+            "transactions": transactions,
         }
         if not (request.htmx and not request.htmx.history_restore_request):
             # The partial is the transaction list alone; the rest only for the whole page.
