@@ -117,6 +117,24 @@
     });
   }
 
+  // After a report is replaced by htmx (a submit, "Next"), keyboard and screen-reader users
+  // would be left on <body>: move focus to what changed — the first field refused, else the
+  // results' heading.
+  var REPORTS = ["range-report", "top-customers-report"];
+  function focusReport(report) {
+    var target = report.querySelector('[aria-invalid="true"]') || report.querySelector(".results h2");
+    if (!target) return;
+    if (target.tagName === "H2") target.setAttribute("tabindex", "-1");
+    target.focus();
+  }
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var id = event.detail && event.detail.target && event.detail.target.id;
+    if (REPORTS.indexOf(id) === -1) return;
+    var report = document.getElementById(id);
+    if (report) focusReport(report);
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     drawCharts(document);
     var form = document.getElementById("upload-form");

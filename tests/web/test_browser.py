@@ -235,6 +235,24 @@ class DashboardInBrowserTests(StaticLiveServerTestCase):
         expect(error).to_have_text("The maximum total must not be less than the minimum total.")
         expect(self.page.get_by_label("Maximum total")).to_have_attribute("aria-invalid", "true")
 
+    def test_focus_moves_to_the_results_or_the_refused_field_after_an_htmx_update(self):
+        sample_data()
+        self.log_in("/reports/range/")
+        focused = "() => document.activeElement.id || document.activeElement.tagName"
+        self.page.get_by_label("Minimum total").fill("0")
+        self.page.get_by_label("Maximum total").fill("100000")
+        self.page.get_by_role("button", name="Run report").click()
+        expect(self.page.locator("#range-results-heading")).to_be_focused()
+
+        self.page.get_by_role("link", name="Next →").click()
+        expect(self.page.get_by_text("Page 2 of 2", exact=True)).to_be_visible()
+        expect(self.page.locator("#range-results-heading")).to_be_focused()
+
+        self.page.get_by_label("Maximum total").fill("-1")
+        self.page.get_by_role("button", name="Run report").click()
+        expect(self.page.get_by_label("Maximum total")).to_be_focused()
+        self.assertEqual(self.page.evaluate(focused), "id_max_amount")
+
     def test_a_date_alone_is_sent_and_one_that_cant_be_read_is_refused_beside_its_field(self):
         sample_data()
         self.log_in("/reports/range/")
