@@ -256,6 +256,12 @@ class TransactionDatetimeTests(CleanerAssertions, SimpleTestCase):
             with self.subTest(value=value):
                 self.assertRejected(clean_datetime, value, DATETIME_MESSAGE)
 
+    def test_a_nul_character_anywhere_is_rejected(self):
+        # Python 3.11's datetime.fromisoformat ignores whatever follows a NUL.
+        for value in ("2024-09-24T15:30:00Z\x00", "2024-09-24T15:30:00\x00\x00", "2024-09-24T15:30:00+05:30\x00x"):
+            with self.subTest(value=value):
+                self.assertRejected(clean_datetime, value, DATETIME_MESSAGE)
+
     def test_year_before_1000_is_rejected(self):
         self.assertRejected(clean_datetime, "0999-12-31T23:59:59", DATETIME_RANGE_MESSAGE)
 

@@ -8,6 +8,7 @@ reason instead of values; problems that make the whole file unreadable raise ``F
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -26,6 +27,7 @@ SNIFF_BYTES = 8192
 # hostile file (one endless line) from exhausting the worker's memory.
 MAX_LINE_BYTES = 1024 * 1024
 csv.field_size_limit(MAX_LINE_BYTES)
+NOT_TEXT_MESSAGE = "The file is not a text file (it contains binary data)."
 
 
 class FileUnreadable(Exception):
@@ -52,13 +54,42 @@ class CsvLayout:
 
 
 def sniff(file: BinaryIO) -> None:
-    """Refuse a file that is empty or not text at all, before any row is read."""
+    """Refuse a file that is empty or not text at all, before any row is read.
+
+    A NUL byte alone does not make a file binary: a text file with a few rows holding NULs is
+    imported with those rows rejected, like any other row that breaks a rule. The file is
+    refused when most of the lines it starts with are binary, as in an image, an archive or a
+    UTF-16 text (a NUL beside every ASCII character), which hold no row to import.
+    """
     file.seek(0)
     head = file.read(SNIFF_BYTES)
     if not head.strip(BOM + b" \t\r\n"):
         raise FileUnreadable("The file is empty.")
-    if b"\x00" in head:
-        raise FileUnreadable("The file is not a text file (it contains binary data).")
+    if b"\x00" in head and _mostly_binary_lines(head, cut=len(head) == SNIFF_BYTES):
+        raise FileUnreadable(NOT_TEXT_MESSAGE)
+
+
+def _mostly_binary_lines(head: bytes, *, cut: bool) -> bool:
+    lines = [line for line in head.split(b"\n") if line.strip()]
+    binary = sum(
+        _is_binary_line(line, cut=cut and number == len(lines) - 1) for number, line in enumerate(lines)
+    )
+    return binary * 2 > len(lines)
+
+
+def _is_binary_line(line: bytes, *, cut: bool) -> bool:
+    """A line with NULs that is not UTF-8 text around them, or a tenth or more NULs (UTF-16)."""
+    nuls = line.count(0)
+    if not nuls:
+        return False
+    if nuls * 10 >= len(line):
+        return True
+    try:
+        # The last line of a cut head may end part-way through a character; that is no sign.
+        codecs.getincrementaldecoder("utf-8")().decode(line.replace(b"\x00", b""), final=not cut)
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 class _LineSource:
@@ -110,6 +141,9 @@ def read_csv_layout(file: BinaryIO) -> CsvLayout:
         raise FileUnreadable(f"The header row cannot be read as CSV: {exc}.") from None
     if source.undecodable:
         raise FileUnreadable("The file is not UTF-8 text (the header row cannot be decoded).")
+    # sniff lets a few lines with NULs through, as rows to reject; a header with one is no header.
+    if any("\x00" in name for name in header):
+        raise FileUnreadable(NOT_TEXT_MESSAGE)
     columns = [name.strip().lower() for name in header]
     missing = [field for field in TRANSACTION_FIELDS if field not in columns]
     if missing:
@@ -134,6 +168,10 @@ def csv_rows(file: BinaryIO, layout: CsvLayout, *, offset: int, line_number: int
         if '"' not in raw and "\r" not in raw and "\x00" not in raw:
             # Most rows: nothing quoted or odd, so the CSV reader would split on commas just so.
             fields = raw.split(",")
+        elif not raw.strip():
+            # Whitespace around a lone "\r" (" \r \n"): a blank line, not a row the CSV reader
+            # refuses ("new-line character seen in unquoted field") and the import rejects.
+            continue
         else:
             physical = [first_line]
 
@@ -146,11 +184,15 @@ def csv_rows(file: BinaryIO, layout: CsvLayout, *, offset: int, line_number: int
             try:
                 fields = next(csv.reader(remember()))
             except csv.Error as exc:
+                source.undecodable = False  # the lines it took in are this row's, not the next one's
                 yield FileRow(start_line, "".join(physical), source.offset, source.line_number,
                               problem=f"The row cannot be read as CSV: {exc}.")
                 continue
             raw = "".join(physical).rstrip("\r\n")
+            # A line this row took in (a quoted newline) that was not UTF-8 makes this row
+            # undecodable, not the next one: left set, the flag rejected the following row too.
             undecodable = undecodable or source.undecodable
+            source.undecodable = False
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue
         row = FileRow(start_line, raw, source.offset, source.line_number)
@@ -201,7 +243,7 @@ def masked_raw(row: FileRow, *, file_format: str) -> str:
         return privacy.mask_mobile_numbers_in(row.raw)
     try:
         masked = {privacy.mask_mobile_numbers_in(name): _masked_field(name, value) for name, value in fields.items()}
-        return _csv_line(masked.values()) if file_format == "csv" else dumps_exact(masked)
+        return _csv_line(masked.values()) if file_format == "csv" else _json_line(masked)
     except RecursionError:  # nested almost as deep as the JSON parser allows
         return privacy.mask_mobile_numbers_in(row.raw)
 
@@ -225,6 +267,12 @@ def _masked_value(value: object) -> object:
     text = str(value)
     masked = privacy.mask_mobile_numbers_in(text)
     return value if masked == text else masked
+
+
+def _json_line(fields: dict) -> str:
+    # A string sent as "\ud800" parses to a lone surrogate, which is not UTF-8, so no database
+    # column can hold it (storing the row failed the whole import): written as the escape it was.
+    return dumps_exact(fields).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _csv_line(fields: Iterable[object]) -> str:

@@ -39,6 +39,12 @@ IMPORT_SWITCH_INTERVAL = 0.0005  # seconds
 # A statement must fit max_allowed_packet (4 MB on MySQL 5.7, more since): a transaction row is
 # at most ~800 bytes (100- and 50-character texts in 4-byte UTF-8), so 2 MB at worst.
 MYSQL_ROWS_PER_STATEMENT = 2500
+# A rejected row keeps its line as sent, up to import_files.MAX_LINE_BYTES (1 MiB): a chunk's
+# over-long lines written in one INSERT passed max_allowed_packet (16 MiB on MariaDB), and the
+# server refused the chunk (and dropped the connection) on every retry, so the import never
+# ended. An INSERT of rejected rows carries at most this many characters (4 MiB of UTF-8), or a
+# single row; one row is at most ~6 MiB (a 1 MiB line of undecodable bytes, as sent and masked).
+REJECTED_ROW_CHARS_PER_STATEMENT = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -1139,7 +1145,7 @@ def _import_chunk(*, job_id: int, runner: str, chunk: _ValidatedChunk) -> None:
         if job.runner != runner:
             raise ImportTakenOver()
         statuses = [outcome.status for outcome in outcomes]
-        RejectedRow.objects.bulk_create(chunk.rejected, batch_size=BULK_BATCH_SIZE)
+        _insert_rejected_rows(chunk.rejected)
         ImportJob.objects.filter(pk=job_id).update(
             rows_processed=F("rows_processed") + chunk.row_count,
             created=F("created") + statuses.count("created"),
@@ -1156,6 +1162,20 @@ def _import_chunk(*, job_id: int, runner: str, chunk: _ValidatedChunk) -> None:
     else:
         with transaction.atomic():
             save_progress([])
+
+
+def _insert_rejected_rows(rows: Sequence[RejectedRow]) -> None:
+    """INSERT the rows in statements of at most REJECTED_ROW_CHARS_PER_STATEMENT characters."""
+    statement: list[RejectedRow] = []
+    characters = 0
+    for row in rows:
+        size = len(row.raw) + len(row.raw_masked) + len(row.reason)
+        if statement and characters + size > REJECTED_ROW_CHARS_PER_STATEMENT:
+            RejectedRow.objects.bulk_create(statement, batch_size=BULK_BATCH_SIZE)
+            statement, characters = [], 0
+        statement.append(row)
+        characters += size
+    RejectedRow.objects.bulk_create(statement, batch_size=BULK_BATCH_SIZE)
 
 
 def rejection_reason(errors: dict[str, list[str]]) -> str:

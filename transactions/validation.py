@@ -151,7 +151,9 @@ def clean_mob_no(value: object) -> str:
 def clean_datetime(value: object) -> dt.datetime:
     """ISO 8601; an offset is converted to UTC, no offset means UTC already."""
     message = "Enter an ISO 8601 datetime, e.g. 2024-09-24T15:30:00 or 2024-09-24T21:00:00+05:30."
-    if not isinstance(value, str):
+    # datetime.fromisoformat (parse_datetime's first try) stops reading at a NUL on Python 3.11:
+    # "2024-09-24T15:30:00Z\x00anything" passed as 2024-09-24T15:30:00Z.
+    if not isinstance(value, str) or "\x00" in value:
         raise _invalid(message, "invalid")
     try:
         parsed = parse_datetime(value.strip())

@@ -21,7 +21,9 @@ from unittest import mock
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.db import connection
 from django.test import TestCase, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from rest_framework.test import APIClient
@@ -29,6 +31,7 @@ from rest_framework.test import APIClient
 from tests.support import ApiClientMixin, make_user, record, token_client
 from transactions import services, tasks
 from transactions.generation import generate_records
+from transactions.import_files import MAX_LINE_BYTES
 from transactions.models import Customer, ImportJob, RejectedRow, Transaction
 from transactions.validation import TRANSACTION_FIELDS, RecordInvalid, parse_transaction_record
 
@@ -38,6 +41,7 @@ DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUE
 COUNT_FIELDS = ("rows_processed", "created", "duplicates", "conflicts", "rejected")
 NO_ROWS = dict.fromkeys(COUNT_FIELDS, 0)
 UTF8_MESSAGE = "The row is not valid UTF-8 text."
+NOT_TEXT_MESSAGE = "The file is not a text file (it contains binary data)."
 
 
 # --- The rules of API.md, written out here rather than taken from the import code ----------
@@ -548,6 +552,34 @@ class CsvLayoutTests(ImportTestCase):
             ],
         )
 
+    def test_whitespace_lines_holding_a_lone_carriage_return_are_blank_not_rows(self):
+        # Given to the CSV reader, " \r \n" was a CSV error: a rejected row of a line holding nothing.
+        good = "1,amit,10.00,9876543210,2024-01-01T00:00:00Z,110001,Delhi\n"
+        content = csv_file([]) + (" \r \n" + good + "\r \n\t\r\n" + good.replace("1,", "2,", 1)).encode()
+
+        job_id = self.import_file("blanks.csv", content)
+
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=2, created=2))
+        self.assertEqual(self.rejected_csv(job_id), [["line_number", "raw", "reason"]])
+
+    def test_a_quoted_newline_into_a_line_not_utf8_rejects_that_row_and_not_the_next(self):
+        # The row's second line set the reader's "not UTF-8" flag, which stayed set for the next
+        # row: a valid row after it was rejected as not UTF-8 too.
+        content = csv_file([]) + (
+            '1,"Jose\nFern\xe1ndez",10.00,9876543210,2024-01-01T00:00:00Z,110001,Delhi\n'.encode("latin-1")
+            + b"2,amit,10.00,9876543210,2024-01-01T00:00:00Z,110001,Delhi\n"
+        )
+        self.assertIn(b'"Jose\nFern\xe1ndez"', content)  # the second line of the row is the one not UTF-8
+
+        job_id = self.import_file("latin1-newline.csv", content)
+
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=2, created=1, rejected=1))
+        self.assertEqual(list(Transaction.objects.values_list("customer_id", "name")), [(2, "amit")])
+        self.assertEqual(
+            self.rejected_csv(job_id)[1:],
+            [["2", '1,"Jose\nFern\ufffdndez",10.00,9876543210,2024-01-01T00:00:00Z,110001,Delhi', UTF8_MESSAGE]],
+        )
+
 
 class RejectedRowTests(ImportTestCase):
     INVALID = [
@@ -635,6 +667,71 @@ class RejectedRowTests(ImportTestCase):
         # In a CSV file the same text is a string, which the amount's rule refuses.
         csv_job = self.import_file("huge.csv", csv_file([record(customer_id=5, transaction_amount=huge)]))
         self.assertEqual(self.rejected_csv(csv_job)[1][2], "transaction_amount: Enter an amount as a number, e.g. 1500.75.")
+
+    def test_a_datetime_followed_by_nul_bytes_is_rejected_not_stored_as_the_datetime_before_them(self):
+        # Python 3.11's datetime.fromisoformat stops reading at a NUL: the row was stored.
+        row = "2,amit,10.00,9876543210,2024-01-01T00:00:00Z\x00\x00,110001,Delhi"
+        content = csv_file([record(customer_id=1)]) + row.encode() + b"\n"
+
+        job_id = self.import_file("nul-datetime.csv", content)
+
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=2, created=1, rejected=1))
+        self.assertEqual(list(Transaction.objects.values_list("customer_id", flat=True)), [1])
+        self.assertEqual(
+            self.rejected_csv(job_id)[1:],
+            [["3", row.replace("\x00", "\ufffd"), "transaction_datetime: Enter an ISO 8601 datetime, e.g. "
+              "2024-09-24T15:30:00 or 2024-09-24T21:00:00+05:30."]],
+        )
+
+    def test_a_lone_surrogate_escape_rejects_its_line_and_the_rest_are_stored(self):
+        # The line's fields, written again with the mobile number masked, held the lone
+        # surrogate itself, which no database text can hold: the import failed on its chunk.
+        in_name = json.dumps(record(customer_id=2, name="NAME")).replace("NAME", "a\\ud800b")
+        in_a_key = json.dumps(record(customer_id=3, transaction_amount="-1"))[:-1] + ', "k\\udfff": "v\\ud83d"}'
+        content = "\n".join([json.dumps(record(customer_id=1)), in_name, in_a_key,
+                             json.dumps(record(customer_id=4))]).encode() + b"\n"
+
+        job_id = self.import_file("surrogates.ndjson", content)
+
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=4, created=2, rejected=2))
+        self.assertEqual(sorted(Transaction.objects.values_list("customer_id", flat=True)), [1, 4])
+        reasons = ["name: Enter a name as valid Unicode text.", "transaction_amount: Enter an amount greater than 0."]
+        self.assertEqual(self.rejected_csv(job_id)[1:], [["2", in_name, reasons[0]], ["3", in_a_key, reasons[1]]])
+        # Masked for a reader without view_pii, the escapes are kept as sent.
+        staff = token_client(make_user("boss", permissions=("view_transaction",), is_staff=True))
+        masked = dict(record(), mob_no="98******10")
+        self.assertEqual(
+            self.rejected_csv(job_id, client=staff)[1:],
+            [["2", json.dumps(dict(masked, customer_id=2, name="NAME"), separators=(",", ":")).replace("NAME", "a\\ud800b"),
+              reasons[0]],
+             ["3", json.dumps(dict(masked, customer_id=3, transaction_amount="-1"), separators=(",", ":"))[:-1]
+              + ',"k\\udfff":"v\\ud83d"}', reasons[1]]],
+        )
+
+    def test_over_long_lines_filling_a_chunk_are_stored_in_statements_the_database_accepts(self):
+        # Nine lines cut at MAX_LINE_BYTES were one INSERT of ~19 MB of rejected rows, over
+        # MariaDB's max_allowed_packet (16 MiB): the chunk failed on every retry, the import never ended.
+        long_line = "{n},{name},10.00,9876543210,2024-01-01T00:00:00Z,110001,Delhi\n"
+        name = "x" * (MAX_LINE_BYTES + 1000)
+        content = csv_file([record(customer_id=1)]) + "".join(
+            long_line.format(n=n, name=name) for n in range(2, 11)).encode()
+
+        job_id = self.post_file("long-lines.csv", content, run=False).json()["id"]
+        with CaptureQueriesContext(connection) as queries:  # the worker's queries, read before a request resets them
+            tasks.run_import.enqueue(job_id=job_id)
+        table = connection.ops.quote_name(RejectedRow._meta.db_table)
+        inserts = [query["sql"] for query in queries.captured_queries if query["sql"].startswith(f"INSERT INTO {table}")]
+
+        self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=10, created=1, rejected=9))
+        # Each line kept as read: its first MAX_LINE_BYTES and "..." (compared as such, not shown whole).
+        self.assertEqual(
+            [(line, raw == long_line.format(n=line - 1, name=name)[:MAX_LINE_BYTES] + "...", reason)
+             for line, raw, reason in RejectedRow.objects.filter(job_id=job_id).values_list("line_number", "raw", "reason")],
+            [(n + 1, True, "Expected 7 fields as in the header, found 2.") for n in range(2, 11)],
+        )
+        # A line as sent and masked is over a statement's budget: one statement each, none near the limit.
+        self.assertEqual(len(inserts), 9)
+        self.assertLess(max(len(sql) for sql in inserts), 3 * MAX_LINE_BYTES)
 
 
 class RejectedRowMaskingTests(ImportTestCase):
@@ -739,6 +836,47 @@ class WholeFileOutcomeTests(ImportTestCase):
         for name in ("photo.csv", "photo.ndjson"):
             with self.subTest(name=name):
                 self.assertFailed(self.import_file(name, png), "The file is not a text file (it contains binary data).")
+
+    def test_a_utf16_file_fails_the_job(self):
+        records = [record(customer_id=1), record(customer_id=2, name="José")]
+        for name, text in [("utf16.csv", csv_file(records).decode()), ("utf16.ndjson", ndjson_file(records).decode())]:
+            for codec in ("utf-16", "utf-16-le", "utf-16-be"):
+                with self.subTest(name=name, codec=codec):
+                    self.assertFailed(self.import_file(name, text.encode(codec)), NOT_TEXT_MESSAGE)
+
+    def test_a_header_with_a_nul_byte_fails_the_job(self):
+        content = csv_file([record()]).replace(b"\n", b",\x00\n", 1)  # a last column named NUL
+
+        self.assertFailed(self.import_file("nul-header.csv", content), NOT_TEXT_MESSAGE)
+
+    def test_a_few_rows_with_nul_bytes_in_the_first_kilobytes_are_rejected_and_the_others_stored(self):
+        # A NUL anywhere in the first 8 KB failed the whole file as binary: one row's problem.
+        csv_reason = "name: Null characters are not allowed."
+        for name, first_id, to_file, nul_lines, reasons in [
+            ("nul.csv", 1, csv_file, ["9,am\x00it,10.00,9876543210,2024-01-01T00:00:00Z,110001,Delhi"] * 2,
+             [csv_reason, csv_reason]),
+            ("nul.ndjson", 11, ndjson_file, [json.dumps(record(customer_id=19)).replace("amit", "am\x00it"), "\x00" * 3],
+             ["The line is not valid JSON: Invalid control character '\\x00' at: line 1 column 32 (char 31).",
+              "The line is not valid JSON: Expecting value: line 1 column 1 (char 0)."]),
+        ]:
+            with self.subTest(name=name):
+                ids = [first_id, first_id + 1, first_id + 2]
+                good = to_file([record(customer_id=n) for n in ids]).decode().splitlines()
+                header = good[:1] if name.endswith(".csv") else []
+                rows = good[len(header):]
+                # A NUL row first, then two good rows, a NUL row and a good one: the file is 4 KB at most.
+                lines = [*header, nul_lines[0], *rows[:2], nul_lines[1], rows[2]]
+                job_id = self.import_file(name, ("\n".join(lines) + "\n").encode())
+
+                self.assertImport(job_id, status="done", counts=dict(NO_ROWS, rows_processed=5, created=3, rejected=2))
+                self.assertEqual(sorted(Transaction.objects.filter(customer_id__in=ids).values_list(
+                    "customer_id", flat=True)), ids)
+                first = len(header) + 1
+                self.assertEqual(
+                    self.rejected_csv(job_id)[1:],
+                    [[str(first), nul_lines[0].replace("\x00", "\ufffd"), reasons[0]],
+                     [str(first + 3), nul_lines[1].replace("\x00", "\ufffd"), reasons[1]]],
+                )
 
     def test_a_header_that_is_not_utf8_fails_the_job(self):
         content = csv_file([record()]).replace(b"name", "nämé".encode("latin-1"), 1)
