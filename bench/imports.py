@@ -27,6 +27,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--server", default="mysql://root@127.0.0.1:3306", help="MariaDB/MySQL server URL.")
     parser.add_argument("--database", default="cdp_bench_import")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="Import and LOAD DATA this many times, interleaved (import, LOAD DATA, import, ...).")
+    parser.add_argument("--chunk-rows", type=int, default=0, metavar="ROWS",
+                        help="CDP_IMPORT_CHUNK_ROWS of the worker (default: the setting's).")
+    parser.add_argument("--batches", type=int, default=0, metavar="N",
+                        help="Afterwards, store the file's first N x 10,000 rows as API batches "
+                             "(services.ingest_transactions, validation included), set-based and row by row in turn.")
     parser.add_argument("--breakdown", type=int, default=0, metavar="ROWS",
                         help="Afterwards, time reading and writing the first ROWS rows one after the other.")
     args = parser.parse_args()
@@ -44,6 +51,8 @@ def main() -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ["DJANGO_SETTINGS_MODULE"] = "cdp_site.settings"
     os.environ.setdefault("CDP_IMPORT_DIR", str(OUT / "uploads"))
+    if args.chunk_rows:
+        os.environ["CDP_IMPORT_CHUNK_ROWS"] = str(args.chunk_rows)
     sys.path.insert(0, str(ROOT))
 
     import MySQLdb
@@ -51,36 +60,105 @@ def main() -> None:
     import dj_database_url
 
     server = dj_database_url.parse(database_url)
-    admin = MySQLdb.connect(host=server["HOST"], port=int(server["PORT"] or 3306), user=server["USER"],
+    port = int(server["PORT"] or 3306)
+    admin = MySQLdb.connect(host=server["HOST"], port=port, user=server["USER"],
                             passwd=server["PASSWORD"] or "", local_infile=1)
     cursor = admin.cursor()
-    cursor.execute(f"DROP DATABASE IF EXISTS `{args.database}`")
-    cursor.execute(f"CREATE DATABASE `{args.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    cursor.execute("SELECT @@innodb_buffer_pool_size, VERSION()")
+    pool, version = cursor.fetchone()
+    print(f"server {server['HOST']}:{port} ({version}), buffer pool {pool / 2**20:.0f} MB; "
+          f"chunks of {os.environ.get('CDP_IMPORT_CHUNK_ROWS', 'the default')} rows", flush=True)
 
     import django
 
     django.setup()
+    from django.conf import settings
+
+    rounds = []
+    for round_number in range(1, args.rounds + 1):
+        owner = fresh_database(cursor, args.database)
+        load = os.getloadavg()
+        elapsed, job, usage, server_cpu = import_file(csv_path, owner=owner, port=port)
+        reference = load_data(cursor, admin, args.database, csv_path, rows=args.rows)
+        load_after = os.getloadavg()
+        rounds.append((elapsed, reference, usage.ru_maxrss / 1024))
+        print(f"round {round_number}: import {elapsed:.1f} s, LOAD DATA {reference:.1f} s: "
+              f"LOAD DATA / import = {reference / elapsed:.2f}x; load average {load[0]:.2f} before, "
+              f"{load_after[0]:.2f} after", flush=True)
+    if len(rounds) > 1:
+        imports, references, rss = zip(*rounds)
+        print(f"all rounds ({settings.CDP_IMPORT_CHUNK_ROWS}-row chunks): import "
+              + ", ".join(f"{t:.1f}" for t in imports) + " s; LOAD DATA " + ", ".join(f"{t:.1f}" for t in references)
+              + " s; ratio (LOAD DATA / import) " + ", ".join(f"{r / t:.2f}" for t, r in zip(imports, references))
+              + f"; overall {sum(references) / sum(imports):.2f}x; peak RSS {max(rss):.0f} MB")
+    if args.batches:
+        api_batches(csv_path, cursor, database=args.database, batches=args.batches)
+    if args.breakdown:
+        breakdown(csv_path, rows=args.breakdown, database=args.database, owner=owner)
+
+
+def api_batches(csv_path: Path, cursor, *, database: str, batches: int, batch_records: int = 10_000) -> None:
+    """A JSON batch's service path per row (validate each record, ``ingest_transactions``), the
+    set-based writer and the row-by-row one in turn, each into an emptied database."""
+    from itertools import islice
+
+    from django.db import connection
+
+    from transactions import import_files, services
+    from transactions.sql import operations
+    from transactions.validation import parse_transaction_record
+
+    with open(csv_path, "rb") as file:
+        layout = import_files.read_csv_layout(file)
+        raw = [row.values for row in islice(import_files.csv_rows(file, layout, offset=0, line_number=0),
+                                            batches * batch_records)]
+    has_bulk_loader = operations().has_bulk_loader
+    for writer in ("set-based", "row by row", "set-based", "row by row"):
+        fresh_database(cursor, database)
+        operations().has_bulk_loader = writer == "set-based" and has_bulk_loader
+        started = time.perf_counter()
+        for first in range(0, len(raw), batch_records):
+            records = [parse_transaction_record(values) for values in raw[first : first + batch_records]]
+            services.ingest_transactions(records=records)
+        elapsed = time.perf_counter() - started
+        print(f"API batches of {batch_records:,}, {writer}: {len(raw):,} rows in {elapsed:.1f} s = "
+              f"{len(raw) / elapsed:,.0f} rows/s ({elapsed / len(raw) * 1e6:.0f} us/row); load average "
+              f"{os.getloadavg()[0]:.2f}", flush=True)
+        connection.close()
+
+
+def fresh_database(cursor, database: str):
+    """An empty database with the schema, and the importing user; the connection closed again."""
     from django.contrib.auth.models import User
-    from django.core.files import File
     from django.core.management import call_command
     from django.db import connection
 
-    from transactions import services
-    from transactions.models import ImportJob, Transaction
-
+    connection.close()
+    cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")
+    cursor.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     call_command("migrate", verbosity=0)
-    owner = User.objects.create_user("bench-import")
+    return User.objects.create_user("bench-import")
+
+
+def import_file(csv_path: Path, *, owner, port: int):
+    """Queue the file as the API does and run one worker process over it; its wall time."""
+    from django.core.files import File
+    from django.db import connection
+
+    from transactions import services
+    from transactions.models import Transaction
+
     with open(csv_path, "rb") as upload:
         job = services.start_import(owner=owner, uploaded_file=File(upload, name=csv_path.name), file_format="csv")
     connection.close()
 
-    print(f"importing {args.rows} rows with one worker process ...", flush=True)
-    server_cpu_before = server_cpu_seconds()
+    print("importing with one worker process ...", flush=True)
+    server_cpu_before = server_cpu_seconds(port)
     started = time.perf_counter()
     worker = subprocess.Popen([sys.executable, "manage.py", "import_worker", "--batch", "-v0"], cwd=ROOT)
     _, status, usage = os.wait4(worker.pid, 0)
     elapsed = time.perf_counter() - started
-    server_cpu = server_cpu_seconds() - server_cpu_before
+    server_cpu = server_cpu_seconds(port) - server_cpu_before
     job.refresh_from_db()
     peak_rss_mb = usage.ru_maxrss / 1024
     print(f"import: status {job.status} {job.error}".rstrip())
@@ -91,9 +169,12 @@ def main() -> None:
           f"of the database server {server_cpu:.1f} s" if server_cpu >= 0 else "")
     assert job.created + job.duplicates + job.conflicts + job.rejected == job.rows_processed
     assert Transaction.objects.count() == job.created
+    return elapsed, job, usage, server_cpu
 
-    # The reference: the server's own bulk loader, same columns and indexes, no validation.
-    cursor.execute(f"USE `{args.database}`")
+
+def load_data(cursor, admin, database: str, csv_path: Path, *, rows: int) -> float:
+    """The reference: the server's own bulk loader, same columns and indexes, no validation."""
+    cursor.execute(f"USE `{database}`")
     cursor.execute("DROP TABLE IF EXISTS load_data_reference")
     cursor.execute("CREATE TABLE load_data_reference LIKE transactions_transaction")
     started = time.perf_counter()
@@ -108,19 +189,25 @@ def main() -> None:
     reference = time.perf_counter() - started
     cursor.execute("SELECT COUNT(*) FROM load_data_reference")
     (loaded,) = cursor.fetchone()
-    print(f"LOAD DATA LOCAL INFILE: {loaded} rows in {reference:.1f} s = {args.rows / reference:,.0f} rows/s")
-    print(f"ratio: the import takes {elapsed / reference:.1f}x the time of LOAD DATA")
-    if args.breakdown:
-        breakdown(csv_path, rows=args.breakdown, database=args.database, owner=owner)
+    print(f"LOAD DATA LOCAL INFILE: {loaded} rows in {reference:.1f} s = {rows / reference:,.0f} rows/s", flush=True)
+    cursor.execute("DROP TABLE load_data_reference")
+    return reference
 
 
-def server_cpu_seconds() -> float:
-    """CPU time the local MariaDB/MySQL server has used so far (-1 when it is not on this machine)."""
+def server_cpu_seconds(port: int) -> float:
+    """CPU time the local MariaDB/MySQL server on ``port`` has used so far (-1 when it is not on
+    this machine). A server started without --port is taken to listen on 3306."""
     for name in ("mariadbd", "mysqld"):
-        found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()
-        if found:
-            fields = Path(f"/proc/{found[0]}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for pid in subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split():
+            try:
+                arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            ports = [a.split("=", 1)[1] for a in arguments if a.startswith("--port=")]
+            if (ports[-1] if ports else "3306") == str(port):
+                fields = stat.rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return -1.0
 
 
@@ -168,12 +255,12 @@ def breakdown(csv_path: Path, *, rows: int, database: str, owner) -> None:
         file_rows = islice(import_files.csv_rows(file, layout, offset=0, line_number=0), rows)
         chunks = []
         while chunk := list(islice(file_rows, settings.CDP_IMPORT_CHUNK_ROWS)):
-            chunks.append(services._validated_chunk(job_id=job.pk, chunk=chunk, file_format="csv"))
+            chunks.append(services.imports._validated_chunk(job_id=job.pk, chunk=chunk, file_format="csv"))
     reading = time.perf_counter() - started
     MySQLdb.connections.Connection.query = timed_query
     started = time.perf_counter()
     for chunk in chunks:
-        services._import_chunk(job_id=job.pk, runner="breakdown", chunk=chunk)
+        services.imports._import_chunk(job_id=job.pk, runner="breakdown", chunk=chunk)
     writing = time.perf_counter() - started
     MySQLdb.connections.Connection.query = real_query
     count = Transaction.objects.count()

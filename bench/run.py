@@ -55,6 +55,7 @@ def load_data_set(rows: int, customers: int) -> None:
     records = generate_records(rows=rows, customers=customers, seed=1)
     while batch := list(islice(records, LOAD_BATCH)):
         services.ingest_transactions(records=[parse_transaction_record(raw) for raw in batch])
+    services.fold_summary_deltas()
     elapsed = time.perf_counter() - started
     print(f"data set: loaded in {elapsed:.1f} s ({rows / elapsed:,.0f} records/s through the service)")
 

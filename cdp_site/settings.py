@@ -62,7 +62,7 @@ MIDDLEWARE = [
     "transactions.api.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "cdp_site.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -98,7 +98,7 @@ WSGI_APPLICATION = "cdp_site.wsgi.application"
 def database_from_environment() -> dict:
     url = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
     database = dj_database_url.parse(url, conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")))
-    database["CONN_HEALTH_CHECKS"] = True
+    database["CONN_HEALTH_CHECKS"] = True  # skipped while a connection is busy: cdp_site/backends/health.py
     options = database.setdefault("OPTIONS", {})
     connect_timeout = int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "5"))
     vendor = database["ENGINE"].rsplit(".", 1)[-1]
@@ -107,7 +107,18 @@ def database_from_environment() -> dict:
         # Strict mode makes MySQL refuse bad data instead of truncating it silently.
         options.setdefault("init_command", "SET sql_mode='STRICT_ALL_TABLES'")
         options.setdefault("connect_timeout", connect_timeout)
+        # Django's own FOUND_ROWS, and MULTI_STATEMENTS: a single ingest's writes go to the
+        # server in two round trips instead of five (transactions/services/rows.py).
+        from MySQLdb.constants import CLIENT
+
+        options.setdefault("client_flag", CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS)
+        # LOAD DATA LOCAL INFILE: big batches and file imports load their rows through it
+        # (transactions/services/bulk.py). The app names only files it wrote itself.
+        options.setdefault("local_infile", 1)
+        database["ENGINE"] = "cdp_site.backends.mysql"
+        database.update(cluster_settings())
     elif vendor == "postgresql":
+        database["ENGINE"] = "cdp_site.backends.postgresql"
         options.setdefault("connect_timeout", connect_timeout)
     elif vendor == "sqlite3":
         # IMMEDIATE transactions take the write lock up front, so two writers queue on the
@@ -116,6 +127,28 @@ def database_from_environment() -> dict:
         options.setdefault("timeout", 20)
         options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
     return database
+
+
+def cluster_settings() -> dict:
+    """A Galera cluster's nodes (``CDP_DATABASE_HOSTS``) and read-your-writes across them
+    (``CDP_WSREP_SYNC_WAIT``), served by ``cdp_site.backends.mysql``; with neither set, that
+    backend serves the one server as Django's own does."""
+    hosts = []
+    for entry in env_list("CDP_DATABASE_HOSTS", ""):
+        host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit():
+            raise ImproperlyConfigured(f"CDP_DATABASE_HOSTS takes host:port,host:port, not {entry!r}")
+        hosts.append((host, int(port)))
+    sync_wait = os.environ.get("CDP_WSREP_SYNC_WAIT", "")
+    if not hosts and not sync_wait:
+        return {}
+    if sync_wait and not sync_wait.isdigit():
+        raise ImproperlyConfigured(f"CDP_WSREP_SYNC_WAIT must be a number (wsrep_sync_wait), not {sync_wait!r}")
+    return {
+        "HOSTS": hosts,
+        # 1: reads wait for the writes the cluster committed before them.
+        "WSREP_SYNC_WAIT": int(sync_wait or 1),
+    }
 
 
 DATABASES = {"default": database_from_environment()}
@@ -157,7 +190,10 @@ CDP_MAX_BATCH_RECORDS = 10_000
 CDP_IMPORT_DIR = Path(os.environ.get("CDP_IMPORT_DIR", BASE_DIR / "var" / "imports"))
 CDP_MAX_UPLOAD_BYTES = int(os.environ.get("CDP_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
 CDP_IMPORT_RETENTION_DAYS = int(os.environ.get("CDP_IMPORT_RETENTION_DAYS", "7"))
-CDP_IMPORT_CHUNK_ROWS = int(os.environ.get("CDP_IMPORT_CHUNK_ROWS", "5000"))
+# Rows a chunk commits at once. Set-based (MariaDB/MySQL, services.bulk), a chunk costs a few
+# statements whatever its size, and bigger ones meet each customer fewer times; 50,000 keeps the
+# worker under 200 MB (docs/PERFORMANCE.md, "Set-based import").
+CDP_IMPORT_CHUNK_ROWS = int(os.environ.get("CDP_IMPORT_CHUNK_ROWS", "50000"))
 # A running import whose worker has not reported for this long is taken to have died.
 CDP_IMPORT_STALE_SECONDS = int(os.environ.get("CDP_IMPORT_STALE_SECONDS", "60"))
 # Uploads over this size are spooled to a temporary file instead of memory.

@@ -138,12 +138,13 @@ class DashboardTestMixin:
 
 
 def monthly_totals() -> list[tuple[str, int, Decimal]]:
-    """The stored per-month totals of the months with transactions: ("YYYY-MM", count, amount)."""
-    from transactions.models import MonthlyTotal
+    """The per-month figures (folded totals plus unfolded deltas) of the months with
+    transactions: ("YYYY-MM", count, amount)."""
+    from transactions import selectors
 
     return [
-        (row.month.strftime("%Y-%m"), row.transaction_count, row.total_amount)
-        for row in MonthlyTotal.objects.filter(transaction_count__gt=0).order_by("month")
+        (row.month.strftime("%Y-%m"), row.transactions, row.total_amount)
+        for row in selectors.month_figures() if row.transactions > 0
     ]
 
 
@@ -161,13 +162,13 @@ def monthly_totals_grouped_from_transactions() -> list[tuple[str, int, Decimal]]
 
 
 def pincode_totals() -> list[tuple[str, str, int, Decimal]]:
-    """The stored per-pincode totals with transactions: (state_key, pincode, count, amount)."""
-    from transactions.models import PincodeTotal
+    """The per-pincode figures with transactions: (state_key, pincode, count, amount)."""
+    from transactions import selectors
 
-    return [
-        (row.state_key, row.pincode, row.transaction_count, row.total_amount)
-        for row in PincodeTotal.objects.filter(transaction_count__gt=0).order_by("state_key", "pincode")
-    ]
+    return sorted(
+        (row.state_key, row.pincode, row.transactions, row.total_amount)
+        for row in selectors.pincode_figures() if row.transactions > 0
+    )
 
 
 def pincode_totals_grouped_from_transactions() -> list[tuple[str, str, int, Decimal]]:

@@ -6,7 +6,8 @@ from django.apps import apps
 from django.db import connection
 from django.test import TestCase
 
-from transactions.fields import EXACT_COLLATIONS, ExactMatchCharField
+from transactions.fields import ExactMatchCharField
+from transactions.sql import operations
 from transactions.validation import STATE_KEY_MAX_LENGTH
 
 
@@ -39,14 +40,14 @@ class StateKeyColumnTests(TestCase):
         self.assertEqual(
             tables,
             ["transactions_customerpincodetotal", "transactions_historicaltransaction",
-             "transactions_pincodetotal", "transactions_transaction"],
+             "transactions_pincodetotal", "transactions_pincodetotaldelta", "transactions_transaction"],
         )
         for table in tables:
             with self.subTest(table=table):
-                self.assertEqual(self.column_of(table), (STATE_KEY_MAX_LENGTH, EXACT_COLLATIONS.get(connection.vendor)))
+                self.assertEqual(self.column_of(table), (STATE_KEY_MAX_LENGTH, operations(connection).exact_collation))
 
     def test_the_field_names_the_exact_collation_of_each_database_and_keeps_one_chosen(self):
         field = ExactMatchCharField(max_length=10)
-        self.assertEqual(field.db_parameters(connection)["collation"], EXACT_COLLATIONS.get(connection.vendor))
+        self.assertEqual(field.db_parameters(connection)["collation"], operations(connection).exact_collation)
         chosen = ExactMatchCharField(max_length=10, db_collation="und-x-icu")
         self.assertEqual(chosen.db_parameters(connection)["collation"], "und-x-icu")

@@ -21,8 +21,11 @@ from django.db.models import Count, Sum
 from django.test import TestCase, TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from tests.api.test_imports import customer_totals_of, csv_file, expected_import, sample_records, stored_rows
+from tests.api.test_imports import (
+    IMMEDIATE_TASKS, customer_totals_of, csv_file, expected_import, sample_records, stored_rows,
+)
 from tests.support import make_user, record
+from transactions.sql import operations
 from transactions import import_files, services
 from transactions.models import Customer, CustomerPincodeTotal, ImportJob, Transaction
 from transactions.validation import TRANSACTION_FIELDS, parse_transaction_record
@@ -74,17 +77,17 @@ class ImportWriterThreadTests(TransactionTestCase):
     def run_import_of(self, content: bytes) -> ImportJob:
         job = services.start_import(owner=self.owner, uploaded_file=SimpleUploadedFile("t.csv", content))
         threads: list[str] = []
-        real_import_chunk = services._import_chunk
+        real_import_chunk = services.imports._import_chunk
 
         def import_chunk_noting_the_thread(**kwargs):
             threads.append(threading.current_thread().name)
             return real_import_chunk(**kwargs)
 
-        services._import_chunk = import_chunk_noting_the_thread
+        services.imports._import_chunk = import_chunk_noting_the_thread
         try:
             services.run_import(job_id=job.pk)
         finally:
-            services._import_chunk = real_import_chunk
+            services.imports._import_chunk = real_import_chunk
         self.assertTrue(threads)
         self.assertEqual(set(threads), {f"import-{job.pk}_0"}, "every chunk is written by the one writer thread")
         job.refresh_from_db()
@@ -204,7 +207,7 @@ class CsvFastPathTests(TestCase):
 
 class LongBatchTests(TestCase):
     def test_a_batch_longer_than_one_statement_stores_every_row_and_total(self):
-        rows_per_statement = services.MYSQL_ROWS_PER_STATEMENT
+        rows_per_statement = operations().rows_per_statement(len(services.ingest.TRANSACTION_COLUMNS))
         raw = [
             record(customer_id=1 + i % 700, transaction_amount=f"{1 + i % 97}.25",
                    transaction_datetime=f"2024-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z")
@@ -303,6 +306,40 @@ class BatchCustomerDetailsLookingKeysUpFirstTests(BatchCustomerDetailsTests):
         self.enterContext(mysql_without_insert_returning())
 
 
+class ImportRowByRowTests(ImportWriterThreadTests):
+    """The import's rules again with every chunk stored row by row (services.ingest's own path,
+    that of databases without a bulk loader) on a database that has one."""
+
+    def setUp(self):
+        super().setUp()
+        if not operations().has_bulk_loader:
+            self.skipTest("without a bulk loader every import is stored row by row already")
+        # The writer thread has a connection (and operations) of its own: patched where all look.
+        self.enterContext(mock.patch.object(services.bulk, "writes_in_bulk", lambda records, minimum=0: False))
+
+
+class ImportInBulkTests(TestCase):
+    """Where the database has a bulk loader, every chunk of an import is stored set-based."""
+
+    def test_every_chunk_is_loaded_into_the_staging_table_once(self):
+        if not operations().has_bulk_loader:
+            self.skipTest("this database has no bulk loader")
+        import_dir = Path(self.enterContext(tempfile.TemporaryDirectory(prefix="cdp-imports-")))
+        self.enterContext(override_settings(CDP_IMPORT_DIR=import_dir, CDP_IMPORT_CHUNK_ROWS=40))
+        rows = sample_records(rows=100, seed=13)
+        expected_counts, expected_rows = expected_import(rows)
+        # The import runs as the on-commit callbacks run, when their block ends: inside the capture.
+        with override_settings(TASKS=IMMEDIATE_TASKS), CaptureQueriesContext(connection) as queries, \
+                self.captureOnCommitCallbacks(execute=True):
+            job = services.start_import(owner=make_user("bulk-importer"), uploaded_file=SimpleUploadedFile("t.csv", csv_file(rows)))
+        loads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("LOAD DATA LOCAL INFILE")]
+        self.assertEqual(len(loads), -(-len(rows) // 40), "one load a chunk of 40 rows")
+        job.refresh_from_db()
+        self.assertEqual({name: getattr(job, name) for name in expected_counts}, expected_counts)
+        self.assertEqual(stored_rows(), expected_rows)
+        self.assertEqual(stored_pincode_totals(), pincode_totals_of(expected_rows))
+
+
 class ImportLookingKeysUpFirstTests(ImportWriterThreadTests):
     """The import's rules again, on the path MySQL takes."""
 
@@ -311,37 +348,62 @@ class ImportLookingKeysUpFirstTests(ImportWriterThreadTests):
         self.enterContext(mysql_without_insert_returning())
 
 
-class InsertFirstOnMariaDBTests(TestCase):
-    """MariaDB (10.5 and later) inserts first and looks up only the keys it skipped."""
+def statements_of(queries) -> list[str]:
+    """The statements run, those sent together in one round trip (services.rows) one by one."""
+    return [statement for query in queries.captured_queries for statement in query["sql"].split(";\n")]
+
+
+class InsertOnceOnMariaDBTests(TestCase):
+    """MariaDB (10.5 and later) stores with one INSERT that says what it stored: a single record
+    inserts first; a batch looks its keys up first (one SELECT), so a repeat costs no rerun."""
 
     def setUp(self):
         # Asked here, not in a decorator: on MySQL the answer needs a connection.
         if connection.vendor != "mysql" or not connection.features.can_return_rows_from_bulk_insert:
-            self.skipTest("the insert-first path is MariaDB's")
+            self.skipTest("INSERT ... RETURNING is MariaDB's")
         self.ingest(record(customer_id=1, transaction_datetime="2024-01-01T00:00:00Z"),
                     record(customer_id=2, transaction_datetime="2024-01-01T00:00:00Z"))
 
     def ingest(self, *records: dict) -> list[str]:
         return [o.status for o in services.ingest_transactions(records=[parse_transaction_record(r) for r in records])]
 
-    def test_new_keys_of_known_customers_are_stored_without_a_look_up(self):
+    @staticmethod
+    def look_ups(sql: list[str]) -> list[str]:
+        return [s for s in sql if s.startswith("SELECT") and "`transactions_transaction`" in s]
+
+    @staticmethod
+    def inserts(sql: list[str]) -> list[str]:
+        return [s for s in sql if s.startswith("INSERT IGNORE INTO `transactions_transaction`")]
+
+    def test_a_single_new_record_is_stored_without_a_look_up(self):
+        with CaptureQueriesContext(connection) as queries:
+            statuses = self.ingest(record(customer_id=1, transaction_datetime="2024-01-02T00:00:00Z"))
+        self.assertEqual(statuses, ["created"])
+        sql = statements_of(queries)
+        self.assertEqual(len(self.inserts(sql)), 1, sql)
+        self.assertEqual(self.look_ups(sql), [])
+        self.assertEqual(Transaction.objects.count(), 3)
+
+    def test_a_batch_of_new_keys_is_looked_up_once_and_inserted_once(self):
         with CaptureQueriesContext(connection) as queries:
             statuses = self.ingest(record(customer_id=1, transaction_datetime="2024-01-02T00:00:00Z"),
                                    record(customer_id=2, transaction_datetime="2024-01-02T00:00:00Z"))
         self.assertEqual(statuses, ["created", "created"])
-        sql = [q["sql"] for q in queries.captured_queries]
-        self.assertTrue(any(s.startswith("INSERT IGNORE INTO `transactions_transaction`") for s in sql))
-        self.assertFalse(any(s.startswith("SELECT") and "`transactions_transaction`" in s for s in sql), sql)
+        sql = statements_of(queries)
+        self.assertEqual(len(self.look_ups(sql)), 1, sql)
+        self.assertEqual(len(self.inserts(sql)), 1, sql)
         self.assertEqual(Transaction.objects.count(), 4)
 
-    def test_only_the_skipped_keys_are_looked_up(self):
+    def test_a_batch_repeating_a_stored_key_is_not_run_twice(self):
         with CaptureQueriesContext(connection) as queries:
             statuses = self.ingest(record(customer_id=1, transaction_datetime="2024-01-01T00:00:00Z"),
                                    record(customer_id=2, transaction_datetime="2024-03-01T00:00:00Z"))
         self.assertEqual(statuses, ["duplicate", "created"])
-        # The stored row's payment is read to tell a duplicate from a conflict.
-        look_ups = [q["sql"] for q in queries.captured_queries
-                    if q["sql"].startswith("SELECT") and "`transaction_amount`" in q["sql"]]
-        self.assertEqual(len(look_ups), 1)
-        self.assertIn("(1,'2024-01-01 00:00:00')", look_ups[0])
-        self.assertNotIn("(2,", look_ups[0])
+        sql = statements_of(queries)
+        # One look-up of both keys tells the duplicate (and its payment) before anything is written.
+        [look_up] = self.look_ups(sql)
+        self.assertIn("(1,'2024-01-01 00:00:00')", look_up)
+        self.assertIn("(2,'2024-03-01 00:00:00')", look_up)
+        [insert] = self.inserts(sql)
+        self.assertNotIn("'2024-01-01 00:00:00'", insert)
+        self.assertEqual(Transaction.objects.count(), 3)

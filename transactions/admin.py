@@ -199,13 +199,11 @@ class PincodeFilter(admin.SimpleListFilter):
     parameter_name = "pincode"
 
     def lookups(self, request, model_admin):
-        from .models import PincodeTotal
-
         state = request.GET.get("state")
         if not state:
             return []
-        pincodes = PincodeTotal.objects.filter(state_key=state, transaction_count__gt=0).values_list("pincode", flat=True)
-        return [(code, code) for code in sorted(set(pincodes))]
+        pincodes = {row.pincode for row in selectors.pincode_figures(state_key=state) if row.transactions > 0}
+        return [(code, code) for code in sorted(pincodes)]
 
     def queryset(self, request, queryset):
         if self.value():

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from django.http import StreamingHttpResponse
+
+from transactions.api.json_codec import CustomerTotalRow, customer_totals_csv
 
 
 class _Echo:
@@ -23,6 +25,16 @@ def csv_download(*, file_name: str, header: list[str], rows: Iterable[Iterable])
         for row in rows:
             yield writer.writerow(row)
 
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    return _download(file_name, lines())
+
+
+def customer_totals_csv_download(*, file_name: str, batches: Iterable[Sequence[CustomerTotalRow]]) -> StreamingHttpResponse:
+    """A range answer's (customer_id, name, total) batches as a CSV file, written by the same
+    module as the API's JSON of them (``json_codec.customer_totals_csv``)."""
+    return _download(file_name, customer_totals_csv(batches))
+
+
+def _download(file_name: str, chunks: Iterator[str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{file_name}"'
     return response

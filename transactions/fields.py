@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from django.db import models
 
-# The collation that compares text character by character, for each database vendor that needs
-# one named. MySQL's and MariaDB's usual defaults (utf8mb4_general_ci, utf8mb4_unicode_ci) ignore
+# The collation that compares text character by character, for each database that needs one
+# named (``exact_collation`` of the vendor's module in transactions/sql/). MySQL's and MariaDB's usual defaults (utf8mb4_general_ci, utf8mb4_unicode_ci) ignore
 # accents as well as case, and weigh every character outside the Basic Multilingual Plane alike
 # (any two emoji are equal). utf8mb4_bin pads with spaces when comparing, which no key here can
 # notice: the texts it holds are trimmed. SQLite's default (BINARY) is exact already, and so is
 # any PostgreSQL database default: a deterministic collation calls two texts equal only when
 # their bytes are, whatever order it sorts them in.
-EXACT_COLLATIONS = {"mysql": "utf8mb4_bin"}
 
 
 class ExactMatchCharField(models.CharField):
@@ -24,5 +23,7 @@ class ExactMatchCharField(models.CharField):
     def db_parameters(self, connection):
         db_params = super().db_parameters(connection)
         if db_params["collation"] is None:
-            db_params["collation"] = EXACT_COLLATIONS.get(connection.vendor)
+            from .sql import operations
+
+            db_params["collation"] = operations(connection).exact_collation
         return db_params

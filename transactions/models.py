@@ -171,6 +171,37 @@ class PincodeTotal(models.Model):
         return f"{self.pincode}, {self.state}: {self.transaction_count} transactions, {self.total_amount}"
 
 
+class MonthlyTotalDelta(models.Model):
+    """What one write added to (or took from) one month's ``MonthlyTotal``, not yet folded in.
+
+    Writers append these instead of updating the month's row, which every writer would share
+    (see ``services.totals``); the reports add them to ``MonthlyTotal`` when they read it, and
+    the worker folds them in.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    month = models.DateField(help_text="The first day of the month.")
+    transaction_count = models.BigIntegerField()
+    total_amount = models.DecimalField(max_digits=20, decimal_places=2)
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m}: {self.transaction_count:+} transactions, {self.total_amount:+}"
+
+
+class PincodeTotalDelta(models.Model):
+    """What one write added to (or took from) one ``PincodeTotal``, not yet folded in."""
+
+    id = models.BigAutoField(primary_key=True)
+    state_key = ExactMatchCharField(max_length=validation.STATE_KEY_MAX_LENGTH)
+    state = models.CharField(max_length=validation.STATE_MAX_LENGTH)
+    pincode = models.CharField(max_length=6)
+    transaction_count = models.BigIntegerField()
+    total_amount = models.DecimalField(max_digits=20, decimal_places=2)
+
+    def __str__(self) -> str:
+        return f"{self.pincode}, {self.state}: {self.transaction_count:+} transactions, {self.total_amount:+}"
+
+
 # Most file systems hold at most 255 bytes in a file name, however few characters they spell
 # (85 Devanagari letters are 255 bytes); the margin leaves room for the "_" and 7 characters
 # Django adds to a name already taken.
@@ -282,3 +313,71 @@ class RejectedRow(models.Model):
             models.UniqueConstraint(fields=["job", "line_number"], name="unique_rejected_row_line"),
         ]
         ordering = ["job", "line_number"]
+
+
+class Segment(models.Model):
+    """A named, saved range-report query: the customers it matches are the segment's members.
+
+    Membership is never stored: it is the range report for this query, asked again each time
+    (``segment_selectors``), so a relative ``period`` ("last 90 days") moves with the calendar
+    and the members follow every new or corrected transaction. Owned by its creator, visible to
+    every analyst.
+    """
+
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="segments",
+        help_text="Who saved it; a segment outlives its owner's account, which others may rely on.",
+    )
+    # The query, as RangeReportQuerySerializer validates it (transactions.api.serializers). Bounds
+    # reach 999,999,999,999,999,999.99 (20 digits); 30 leaves SQLite room, which keeps DECIMAL as
+    # a float and reads that bound back as 1e18, one digit longer.
+    min_amount = models.DecimalField(max_digits=30, decimal_places=2)
+    max_amount = models.DecimalField(max_digits=30, decimal_places=2)
+    start = models.DateTimeField(null=True, blank=True)
+    end = models.DateTimeField(null=True, blank=True, help_text="The query's time_period; empty: up to now.")
+    period = models.CharField(
+        max_length=20, blank=True, help_text="A window relative to today (selectors.PERIODS), instead of start/end."
+    )
+    state = models.CharField(max_length=validation.STATE_MAX_LENGTH, blank=True)
+    pincode = models.CharField(max_length=6, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(min_amount__gte=0, max_amount__gte=models.F("min_amount")),
+                name="segment_amounts_in_order",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(period="") | models.Q(start__isnull=True, end__isnull=True),
+                name="segment_period_or_dates",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentExport(models.Model):
+    """A segment's members at the moment someone exported them: the baseline of "entered" and
+    "left" on the segment's page.
+
+    ``member_ids`` holds the customer ids sorted, as the gaps between them in 64-bit integers,
+    zlib-compressed (``segment_selectors.pack_member_ids``): 100,000 members take some 150 KB
+    rather than a row each.
+    """
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="exports")
+    exported_by = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    exported_at = models.DateTimeField(auto_now_add=True)
+    member_count = models.PositiveIntegerField()
+    member_ids = models.BinaryField()
+
+    class Meta:
+        ordering = ["-exported_at", "-id"]
+        indexes = [models.Index(fields=["segment", "-exported_at", "-id"], name="segment_export_latest_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.segment} exported at {self.exported_at:%Y-%m-%d %H:%M} ({self.member_count} members)"

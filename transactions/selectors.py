@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import bisect
+import csv
 import datetime as dt
 import hashlib
+import io
 import operator
 from array import array
 from collections.abc import Collection, Iterator
@@ -20,9 +22,12 @@ from django.db.models import (
 )
 from django.db.models.functions import Cast, Collate, Round, RowNumber, TruncMonth
 
-from .db_values import datetime_adapter, filter_by_ids, mysql_literal_writer
-from .fields import EXACT_COLLATIONS
-from .models import Customer, CustomerPincodeTotal, ImportJob, MonthlyTotal, PincodeTotal, Transaction
+from . import import_files
+from .api.json_codec import CustomerTotalRow, dumps_exact, loads_exact
+from .sql import operations
+from .models import (
+    Customer, CustomerPincodeTotal, ImportJob, MonthlyTotal, MonthlyTotalDelta, PincodeTotal, PincodeTotalDelta, Transaction,
+)
 from .privacy import can_view_rows_as_sent
 from .validation import CENT, state_key_for
 
@@ -38,11 +43,13 @@ def _sum_of_amounts() -> Sum | Round:
     nearest the exact total, the same float a stored 0.30 is.
     """
     total = Sum("transaction_amount", output_field=TOTAL_FIELD)
-    return Round(total, 2, output_field=TOTAL_FIELD) if connection.vendor == "sqlite" else total
+    return total if operations().exact_decimal_sums else Round(total, 2, output_field=TOTAL_FIELD)
 
 
-@dataclass(frozen=True, slots=True)
-class CustomerTotal:
+class CustomerTotal(NamedTuple):
+    """One customer's total (a top-customers entry). A NamedTuple, not a dataclass: a report
+    holds thousands, made and unpickled from the cache at about a third of the cost."""
+
     customer_id: int
     name: str
     total_transaction_amount: Decimal
@@ -61,34 +68,25 @@ class StoredPayment(NamedTuple):
     state_key: str
 
 
-def stored_payments_with_keys(
-    *, keys: Collection[tuple[int, dt.datetime]], mysql_key_literals: dict[tuple, str] | None = None
-) -> dict[tuple, StoredPayment]:
-    """Like ``transactions_with_keys``, as plain values: a batch compares, it needs no rows.
-
-    On MySQL the keys may come written as SQL already (``services.prepare_batch``).
-    """
+def stored_payments_with_keys(*, keys: Collection[tuple[int, dt.datetime]]) -> dict[tuple, StoredPayment]:
+    """Like ``transactions_with_keys``, as plain values: a batch compares, it needs no rows."""
     quote = connection.ops.quote_name
     table = quote(Transaction._meta.db_table)
     wanted = ("customer", "transaction_datetime", "transaction_amount", "pincode", "state_key")
     customer, moment, amount, pincode, state_key = (
         quote(Transaction._meta.get_field(name).column) for name in wanted
     )
-    literal = mysql_literal_writer(connection.connection) if connection.vendor == "mysql" else None
-    adapt_datetime = datetime_adapter()
+    ops = operations()
     found: dict[tuple, StoredPayment] = {}
     key_iter = iter(keys)
     with connection.cursor() as cursor:
         while chunk := list(islice(key_iter, KEYS_PER_QUERY)):
-            select = f"SELECT {customer}, {moment}, {amount}, {pincode}, {state_key} FROM {table} WHERE ({customer}, {moment}) IN"
-            if mysql_key_literals is not None:
-                cursor.execute(f"{select} ({','.join([mysql_key_literals[key] for key in chunk])})")
-            elif literal is not None:
-                # As the inserts do (db_values.mysql_literal_writer): the driver's parameters cost more here.
-                cursor.execute(f"{select} ({','.join(f'({literal(c)},{literal(m)})' for c, m in chunk)})")
-            else:
-                params = [value for c, m in chunk for value in (c, adapt_datetime(m))]
-                cursor.execute(f"{select} ({', '.join(['(%s, %s)'] * len(chunk))})", params)
+            values, params = ops.render_rows(chunk, datetime_positions=[1])
+            cursor.execute(
+                f"SELECT {customer}, {moment}, {amount}, {pincode}, {state_key} FROM {table} "
+                f"WHERE ({customer}, {moment}) IN ({values})",
+                params or None,
+            )
             for customer_id, moment_value, amount_value, pincode_value, state_key_value in cursor.fetchall():
                 if not isinstance(amount_value, Decimal):  # SQLite keeps DECIMAL as a float
                     amount_value = Decimal(str(amount_value))
@@ -105,23 +103,6 @@ def _as_aware_utc(value: dt.datetime | str) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
 
 
-def pincode_total_ids_of(*, customer_ids: Collection[int]) -> dict[tuple[int, str, str], int]:
-    """The id of each (customer, state_key, pincode) total row of these customers."""
-    found: dict[tuple[int, str, str], int] = {}
-    id_iter = iter(customer_ids)
-    while chunk := list(islice(id_iter, KEYS_PER_QUERY)):
-        totals = filter_by_ids(CustomerPincodeTotal.objects.all(), column="customer_id", ids=chunk)
-        sql, params = totals.values_list("id", "customer_id", "state_key", "pincode").query.sql_with_params()
-        # A plain cursor: a file import reads thousands of these rows a chunk, and the
-        # queryset's per-row machinery cost more than the query.
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            found.update(
-                ((customer_id, state_key, pincode), row_id) for row_id, customer_id, state_key, pincode in cursor.fetchall()
-            )
-    return found
-
-
 def _rows_with_keys(model, field_names: tuple[str, ...], keys: Collection[tuple]) -> Iterator:
     """Rows of `model` whose `field_names` equal one of `keys`, a few hundred keys a query.
 
@@ -131,7 +112,7 @@ def _rows_with_keys(model, field_names: tuple[str, ...], keys: Collection[tuple]
     quote = connection.ops.quote_name
     fields = [model._meta.get_field(name) for name in field_names]
     columns = ", ".join(quote(field.column) for field in fields)
-    adapt_datetime = datetime_adapter()
+    adapt_datetime = operations().adapt_datetime
     preparers = [
         adapt_datetime if field.get_internal_type() == "DateTimeField" else (lambda value: value) for field in fields
     ]
@@ -182,14 +163,20 @@ def customers_in_total_range(
     max_amount: Decimal,
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
+    state: str | None = None,
+    pincode: str | None = None,
 ) -> QuerySet:
     """Customers whose total in the window lies in [min_amount, max_amount], biggest first.
 
     Rows are dicts with ``customer_id``, ``name`` and ``total_transaction_amount``, ordered by
     total descending then customer_id. A window holding every stored transaction reads the
-    running totals; any other window sums the transactions in it.
+    running totals; any other window sums the transactions in it. With `state` (matched
+    case-insensitively) or `pincode` only the transactions there count: a customer's total is
+    what they spent in that state or pincode (the dashboard's filters; the API sends neither).
     """
-    totals = _customer_totals_in_range(min_amount=min_amount, max_amount=max_amount, start=start, end=end)
+    totals = _customer_totals_in_range(
+        min_amount=min_amount, max_amount=max_amount, start=start, end=end, state=state, pincode=pincode
+    )
     if totals.model is Customer:  # the running totals answer: the name is on the same row
         return totals.values("customer_id", "name", "total_transaction_amount")
     customer_name = Customer.objects.filter(pk=OuterRef("customer_id")).values("name")
@@ -197,24 +184,65 @@ def customers_in_total_range(
 
 
 def _customer_totals_in_range(
-    *, min_amount: Decimal, max_amount: Decimal, start: dt.datetime | None, end: dt.datetime | None
+    *,
+    min_amount: Decimal,
+    max_amount: Decimal,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    state: str | None = None,
+    pincode: str | None = None,
 ) -> QuerySet:
     """``customers_in_total_range`` without the names: the running totals or the window's sums."""
-    if _window_covers_everything(start=start, end=end):
-        return (
-            Customer.objects.filter(
-                transaction_count__gt=0, total_amount__gte=min_amount, total_amount__lte=max_amount
-            )
-            .order_by("-total_amount", "customer_id")
-            .values("customer_id", total_transaction_amount=F("total_amount"))
-        )
-    return (
-        _windowed(Transaction.objects.all(), start=start, end=end)
-        .values("customer_id")
-        .annotate(total_transaction_amount=_sum_of_amounts())
-        .filter(total_transaction_amount__gte=min_amount, total_transaction_amount__lte=max_amount)
-        .order_by("-total_transaction_amount", "customer_id")
+    sums = _customer_sums(start=start, end=end, state=state, pincode=pincode)
+    if sums is None:
+        return _running_totals_in_range(min_amount=min_amount, max_amount=max_amount)
+    return sums.filter(
+        total_transaction_amount__gte=min_amount, total_transaction_amount__lte=max_amount
+    ).order_by("-total_transaction_amount", "customer_id")
+
+
+def _running_totals_in_range(*, min_amount: Decimal, max_amount: Decimal) -> QuerySet:
+    customers = Customer.objects.filter(total_amount__gte=min_amount, total_amount__lte=max_amount)
+    if min_amount <= 0:
+        # Only then can a customer whose transactions were all deleted (a total of 0) match.
+        # Amounts are positive (validation), so a positive total has transactions: without the
+        # test on transaction_count, which is not in customer_total_idx, counting the matches
+        # reads the index alone (MariaDB scanned the table for it, 1M rows: ~50 ms against ~10).
+        customers = customers.filter(transaction_count__gt=0)
+    return customers.order_by("-total_amount", "customer_id").values(
+        "customer_id", total_transaction_amount=F("total_amount")
     )
+
+
+def _customer_sums(
+    *, start: dt.datetime | None, end: dt.datetime | None, state: str | None, pincode: str | None
+) -> QuerySet | None:
+    """Each customer's total (``customer_id``, ``total_transaction_amount``) as the query counts
+    it, unordered and unfiltered by amount; None when ``Customer.total_amount`` is that total.
+
+    All time: the running totals, per customer or, narrowed to a state or pincode, summed
+    from the per-customer-and-pincode totals (a customer has a few). Any other window: the
+    window's transactions summed.
+    """
+    if _window_covers_everything(start=start, end=end):
+        if state is None and pincode is None:
+            return None
+        rows = CustomerPincodeTotal.objects.filter(transaction_count__gt=0)
+        amount = "total_amount"
+    else:
+        rows = _windowed(Transaction.objects.all(), start=start, end=end)
+        amount = "transaction_amount"
+    if state is not None:
+        rows = rows.filter(state_key=state_key_for(state))
+    if pincode is not None:
+        rows = rows.filter(pincode=pincode)
+    return rows.values("customer_id").annotate(total_transaction_amount=_exact_sum(amount)).order_by()
+
+
+def _exact_sum(field: str) -> Sum | Round:
+    """SUM(field) as the exact total; rounded to cents on SQLite (see ``_sum_of_amounts``)."""
+    total = Sum(field, output_field=TOTAL_FIELD)
+    return total if operations().exact_decimal_sums else Round(total, 2, output_field=TOTAL_FIELD)
 
 
 def top_customers_by_pincode(
@@ -227,43 +255,74 @@ def top_customers_by_pincode(
     """For each pincode of a state (case-insensitive), its `limit` biggest customers there.
 
     Keys are pincodes in ascending order; each list is ordered by total descending, then
-    customer_id. Ranking is done in SQL with ROW_NUMBER() over each pincode.
+    customer_id. All time reads the per-customer-and-pincode running totals afresh (a few rows
+    per pincode along their ranking index); any other window sums its transactions, ranks them
+    with ROW_NUMBER() over each pincode and keeps the answer, names included, until new data
+    (as the range report keeps its sums).
     """
     state_key = state_key_for(state)
-    ranked = None
-    rank_window = dict(
-        expression=RowNumber(),
-        partition_by=[F("pincode")],
-        order_by=[F("total_transaction_amount").desc(), F("customer_id").asc()],
-    )
-    if _window_covers_everything(start=start, end=end) and connection.features.supports_slicing_ordering_in_compound:
-        rows = _top_of_each_pincode(state_key=state_key, limit=limit)
-    elif _window_covers_everything(start=start, end=end):
-        ranked = CustomerPincodeTotal.objects.filter(state_key=state_key, transaction_count__gt=0).annotate(
-            total_transaction_amount=F("total_amount"), rank=Window(**rank_window)
-        )
+    if _window_covers_everything(start=start, end=end):
+        if connection.features.supports_slicing_ordering_in_compound:
+            rows = _top_of_each_pincode(state_key=state_key, limit=limit)
+        else:
+            rows = _ranked_rows(
+                CustomerPincodeTotal.objects.filter(state_key=state_key, transaction_count__gt=0).annotate(
+                    total_transaction_amount=F("total_amount")
+                ),
+                limit=limit,
+            )
+        ranked = _with_names(rows)
     else:
-        ranked = (
-            _windowed(Transaction.objects.filter(state_key=state_key), start=start, end=end)
-            .values("pincode", "customer_id")
-            .annotate(total_transaction_amount=_sum_of_amounts())
-            .annotate(rank=Window(**rank_window))
+        span = stored_time_span()
+        # As _range_matches: a bound past the stored transactions is the same window as none.
+        window = (
+            None if start is None or start <= span.oldest else start.isoformat(),
+            None if end is None or end >= span.newest else end.isoformat(),
         )
-    if ranked is not None:
-        rows = list(
-            ranked.filter(rank__lte=limit)
-            .order_by("pincode", "rank")
-            .values_list("pincode", "customer_id", "total_transaction_amount")
+        query_key = hashlib.sha1(repr((state_key, limit, window)).encode()).hexdigest()
+        ranked = _cached_until_new_data(
+            f"top:{query_key}",
+            lambda: _with_names(
+                _ranked_rows(
+                    _windowed(Transaction.objects.filter(state_key=state_key), start=start, end=end)
+                    .values("pincode", "customer_id")
+                    .annotate(total_transaction_amount=_sum_of_amounts()),
+                    limit=limit,
+                )
+            ),
+            worth_keeping=lambda rows: len(rows) <= MAX_CACHED_MATCHES,
         )
-    # Names are fetched for the ranked few only: joining them before ranking made the database
-    # carry every customer of the state through the window function.
-    names = dict(Customer.objects.filter(pk__in={row[1] for row in rows}).values_list("pk", "name"))
     by_pincode: dict[str, list[CustomerTotal]] = {}
-    for pincode, customer_id, total in rows:
-        by_pincode.setdefault(pincode, []).append(
-            CustomerTotal(customer_id=customer_id, name=names[customer_id], total_transaction_amount=total)
-        )
+    for pincode, entry in ranked:
+        by_pincode.setdefault(pincode, []).append(entry)
     return by_pincode
+
+
+def _ranked_rows(totals: QuerySet, *, limit: int) -> list[tuple[str, int, Decimal]]:
+    """(pincode, customer_id, total) of each pincode's `limit` biggest totals, by pincode and rank."""
+    ranked = totals.annotate(
+        rank=Window(
+            expression=RowNumber(),
+            partition_by=[F("pincode")],
+            order_by=[F("total_transaction_amount").desc(), F("customer_id").asc()],
+        )
+    )
+    return list(
+        ranked.filter(rank__lte=limit).order_by("pincode", "rank").values_list("pincode", "customer_id", "total_transaction_amount")
+    )
+
+
+def _with_names(rows: list[tuple[str, int, Decimal]]) -> list[tuple[str, CustomerTotal]]:
+    """Each (pincode, customer_id, total) as (pincode, CustomerTotal) with the customer's name.
+
+    Names are read for the ranked few only: joining them before ranking made the database
+    carry every customer of the state through the window function.
+    """
+    names = dict(_names_of({row[1] for row in rows}))
+    if not operations().exact_decimal_sums:
+        # SQLite's sums come back without their two places (1500 for 1500.00).
+        rows = [(pincode, customer_id, total.quantize(CENT)) for pincode, customer_id, total in rows]
+    return [(pincode, CustomerTotal(customer_id, names[customer_id], total)) for pincode, customer_id, total in rows]
 
 
 # Pincodes ranked in one statement; a state has a few dozen, India's largest some 1,600.
@@ -276,9 +335,14 @@ def _top_of_each_pincode(*, state_key: str, limit: int) -> list[tuple[str, int, 
     One "ORDER BY total LIMIT n" per pincode, joined by UNION ALL: each reads its first rows
     along the ranking index and stops, where ranking the whole state with ROW_NUMBER() sorts
     all of its rows (5 ms against 120 ms for the largest state at a million transactions).
-    The pincodes come from the per-pincode totals, which every write keeps in step.
+    The pincodes come from the per-pincode figures, which every write keeps in step.
     """
-    pincodes = list(PincodeTotal.objects.filter(state_key=state_key).order_by("pincode").values_list("pincode", flat=True))
+    # Every pincode the state's figures name, folded or not (one without customers left gives no rows).
+    pincodes = sorted(
+        PincodeTotal.objects.filter(state_key=state_key).order_by().values_list("pincode", flat=True).union(
+            PincodeTotalDelta.objects.filter(state_key=state_key).order_by().values_list("pincode", flat=True)
+        )
+    )
     if not pincodes:
         return []
     # One pincode's query, compiled once and repeated: compiling a queryset per pincode cost
@@ -338,19 +402,14 @@ class OverviewTotals:
 
 
 def overview_totals() -> OverviewTotals:
-    """Counts and sums over everything stored, read from the per-pincode running totals."""
-    totals = PincodeTotal.objects.filter(transaction_count__gt=0).aggregate(
-        transactions=Sum("transaction_count"),
-        total_amount=Sum("total_amount"),
-        states=Count("state_key", distinct=True),
-        pincodes=Count("pincode", distinct=True),
-    )
+    """Counts and sums over everything stored, read from the per-pincode figures."""
+    figures = pincode_figures()
     return OverviewTotals(
-        transactions=totals["transactions"] or 0,
+        transactions=sum(row.transactions for row in figures),
         customers=Customer.objects.filter(transaction_count__gt=0).count(),
-        total_amount=Decimal(totals["total_amount"] or 0).quantize(CENT),  # SQLite sums in floats
-        states=totals["states"],
-        pincodes=totals["pincodes"],
+        total_amount=sum((row.total_amount for row in figures), Decimal("0.00")),
+        states=len({row.state_key for row in figures}),
+        pincodes=len({row.pincode for row in figures}),
         newest_transaction=stored_time_span().newest,
     )
 
@@ -388,10 +447,19 @@ def _data_version() -> str:
 
     Every correction in the admin writes a history row, so the newest history id moves too.
     """
-    marks = Transaction.objects.aggregate(last_id=Max("pk"), newest=Max("transaction_datetime"))
-    last_correction = Transaction.history.aggregate(last=Max("history_id"))["last"]
-    newest = marks["newest"].timestamp() if marks["newest"] else ""
-    return f"{marks['last_id']}-{newest}-{last_correction}"
+    # One statement, not two queries: a page asks for several kept figures, each checking this.
+    quote = connection.ops.quote_name
+    history = Transaction.history.model
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT MAX({quote(Transaction._meta.pk.column)}), "
+            f"MAX({quote(Transaction._meta.get_field('transaction_datetime').column)}), "
+            f"(SELECT MAX({quote(history._meta.pk.column)}) FROM {quote(history._meta.db_table)}) "
+            f"FROM {quote(Transaction._meta.db_table)}"
+        )
+        last_id, newest, last_correction = cursor.fetchone()
+    # A datetime, or text on SQLite: either way without spaces, which a cache key must not hold.
+    return f"{last_id}-{str(newest).replace(' ', 'T')}-{last_correction}"
 
 
 def _cached_until_new_data(name: str, compute, *, worth_keeping=lambda value: True):
@@ -412,10 +480,44 @@ def _cached_until_new_data(name: str, compute, *, worth_keeping=lambda value: Tr
 def amount_per_month() -> list[MonthTotal]:
     """The amount and number of all stored transactions per calendar month (UTC), oldest first.
 
-    Read from the per-month running totals: a few dozen rows, however many transactions.
+    Read from the per-month figures: a few dozen rows, however many transactions.
     """
-    rows = MonthlyTotal.objects.filter(transaction_count__gt=0).order_by("month")
-    return [MonthTotal(month=row.month, transactions=row.transaction_count, total_amount=row.total_amount) for row in rows]
+    return [row for row in month_figures() if row.transactions > 0]
+
+
+class PincodeFigure(NamedTuple):
+    state_key: str
+    pincode: str
+    state: str
+    transactions: int
+    total_amount: Decimal
+
+
+def month_figures() -> list[MonthTotal]:
+    """Each month's count and sum: its folded ``MonthlyTotal`` plus the deltas not yet folded.
+
+    One statement, so a fold running meanwhile is seen entirely or not at all (see
+    ``services.totals``); months whose figures are zero are left out. Oldest first.
+    """
+    folded = MonthlyTotal.objects.order_by().values_list("month", "transaction_count", "total_amount")
+    tail = MonthlyTotalDelta.objects.order_by().values_list("month", "transaction_count", "total_amount")
+    rows = _summed(folded.union(tail, all=True), keys=["month"], count="transaction_count", amount="total_amount")
+    return sorted((MonthTotal(_as_date(month), count, amount) for month, count, amount in rows), key=lambda row: row.month)
+
+
+def pincode_figures(*, state_key: str | None = None) -> list[PincodeFigure]:
+    """Each pincode's count and sum (all states, or one): ``PincodeTotal`` plus unfolded deltas.
+
+    As ``month_figures``; ``state`` is one spelling the pincode's rows were stored under.
+    """
+    columns = ("state_key", "pincode", "state", "transaction_count", "total_amount")
+    folded = PincodeTotal.objects.order_by()
+    tail = PincodeTotalDelta.objects.order_by()
+    if state_key is not None:
+        folded, tail = folded.filter(state_key=state_key), tail.filter(state_key=state_key)
+    union = folded.values_list(*columns).union(tail.values_list(*columns), all=True)
+    rows = _summed(union, keys=["state_key", "pincode"], label="state", count="transaction_count", amount="total_amount")
+    return [PincodeFigure(*row) for row in rows]
 
 
 def _utc_month():
@@ -425,7 +527,7 @@ def _utc_month():
 
 
 def monthly_total_differences() -> list[tuple[dt.date, int, Decimal]]:
-    """(month, count, amount) by which each stored MonthlyTotal row falls short of the transactions.
+    """(month, count, amount) by which each month's figures (``month_figures``) fall short of the transactions.
 
     Months that agree are left out. One statement, so the transactions and the stored rows are
     read in one snapshot (see ``services.recompute_summary_totals``).
@@ -437,12 +539,17 @@ def monthly_total_differences() -> list[tuple[dt.date, int, Decimal]]:
         .order_by()
         .values_list("summary_month", "summary_count", "summary_amount")
     )
-    stored = MonthlyTotal.objects.order_by().annotate(
-        summary_month=F("month"),
-        summary_count=F("transaction_count") * Value(-1),
-        summary_amount=F("total_amount") * Value(-1),
-    ).values_list("summary_month", "summary_count", "summary_amount")
-    rows = _differences(from_transactions.union(stored, all=True), keys=["summary_month"])
+    stored = [
+        model.objects.order_by().annotate(
+            summary_month=F("month"),
+            summary_count=F("transaction_count") * Value(-1),
+            summary_amount=F("total_amount") * Value(-1),
+        ).values_list("summary_month", "summary_count", "summary_amount")
+        for model in (MonthlyTotal, MonthlyTotalDelta)
+    ]
+    rows = _summed(
+        from_transactions.union(*stored, all=True), keys=["summary_month"], count="summary_count", amount="summary_amount"
+    )
     return [(_as_date(month), count, amount) for month, count, amount in rows]
 
 
@@ -459,15 +566,19 @@ def pincode_total_differences() -> list[tuple[str, str, str, int, Decimal]]:
         .order_by()
         .values_list("summary_state_key", "summary_pincode", "summary_state", "summary_count", "summary_amount")
     )
-    stored = PincodeTotal.objects.order_by().annotate(
-        summary_state_key=F("state_key"),
-        summary_pincode=F("pincode"),
-        summary_state=F("state"),
-        summary_count=F("transaction_count") * Value(-1),
-        summary_amount=F("total_amount") * Value(-1),
-    ).values_list("summary_state_key", "summary_pincode", "summary_state", "summary_count", "summary_amount")
-    differences = _differences(
-        from_transactions.union(stored, all=True), keys=["summary_state_key", "summary_pincode"], label="summary_state"
+    stored = [
+        model.objects.order_by().annotate(
+            summary_state_key=F("state_key"),
+            summary_pincode=F("pincode"),
+            summary_state=F("state"),
+            summary_count=F("transaction_count") * Value(-1),
+            summary_amount=F("total_amount") * Value(-1),
+        ).values_list("summary_state_key", "summary_pincode", "summary_state", "summary_count", "summary_amount")
+        for model in (PincodeTotal, PincodeTotalDelta)
+    ]
+    differences = _summed(
+        from_transactions.union(*stored, all=True), keys=["summary_state_key", "summary_pincode"],
+        label="summary_state", count="summary_count", amount="summary_amount",
     )
     unspelled = [(state_key, pincode) for state_key, pincode, state, _, _ in differences if not state]
     spellings = {}
@@ -482,17 +593,19 @@ def pincode_total_differences() -> list[tuple[str, str, str, int, Decimal]]:
     ]
 
 
-def _differences(union: QuerySet, *, keys: list[str], label: str | None = None) -> list[tuple]:
+def _summed(
+    union: QuerySet, *, keys: list[str], count: str, amount: str, label: str | None = None
+) -> list[tuple]:
     """Sum the counts and amounts of a UNION ALL of (keys, [label,] count, amount) rows per key.
 
-    The ORM cannot group a union, so its SQL is wrapped by hand; rows whose sums are zero are
-    left out.
+    The ORM cannot group a union, so its SQL is wrapped by hand (column names only; the values
+    stay the union's parameters); rows whose sums are zero are left out.
     """
     sql, params = union.query.get_compiler(using=union.db).as_sql()
     quote = connection.ops.quote_name
     key_columns = ", ".join(quote(key) for key in keys)
     label_column = f"MIN({quote(label)}), " if label else ""
-    count, amount = quote("summary_count"), quote("summary_amount")
+    count, amount = quote(count), quote(amount)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {key_columns}, {label_column}SUM({count}), SUM({amount}) FROM ({sql}) summary_rows "
@@ -500,13 +613,13 @@ def _differences(union: QuerySet, *, keys: list[str], label: str | None = None) 
             params,
         )
         rows = cursor.fetchall()
-    differences = []
+    summed = []
     for *key, count_value, amount_value in rows:
         # SQLite sums DECIMAL columns as floats: back to the cents they are.
         amount_value = Decimal(str(amount_value)).quantize(CENT)
         if count_value or amount_value:
-            differences.append((*key, int(count_value), amount_value))
-    return differences
+            summed.append((*key, int(count_value), amount_value))
+    return summed
 
 
 def _as_date(value: dt.date | dt.datetime | str) -> dt.date:
@@ -537,7 +650,7 @@ def state_names() -> dict[str, str]:
 
     def compute() -> dict[str, str]:
         # Grouped exactly: MySQL's usual collations would call the two spellings one value.
-        collation = EXACT_COLLATIONS.get(connection.vendor)
+        collation = operations().exact_collation
         spelling = Collate("state", collation) if collation else F("state")
         rows = (
             CustomerPincodeTotal.objects.filter(transaction_count__gt=0)
@@ -547,6 +660,8 @@ def state_names() -> dict[str, str]:
             .annotate(transactions=Sum("transaction_count"))
             .values_list("state_key", "spelling", "transactions")
         )
+        appended: set[str] = set()
+        # The spelling its pincode figures were first stored under: folded, or else appended first.
         first_stored = dict(
             PincodeTotal.objects.filter(transaction_count__gt=0)
             .order_by()
@@ -554,6 +669,10 @@ def state_names() -> dict[str, str]:
             .annotate(first=Min(spelling))
             .values_list("state_key", "first")
         )
+        for key, state in PincodeTotalDelta.objects.order_by("-id").values_list("state_key", "state")[:10_000]:
+            if key not in first_stored or key in appended:
+                first_stored[key] = state
+                appended.add(key)
         best: dict[str, tuple] = {}
         for key, state, transactions in rows:
             rank = (-transactions, state != first_stored.get(key), state)
@@ -567,20 +686,25 @@ def state_names() -> dict[str, str]:
 def states_with_counts() -> list[StateCount]:
     """Every state with transactions (its one name, ``state_names``), its transactions and pincodes.
 
-    Read from the per-pincode running totals: a few hundred rows.
+    Read from the per-pincode figures (a few hundred rows), and kept until new data: every
+    report page's state picker shows them.
     """
-    rows = (
-        PincodeTotal.objects.filter(transaction_count__gt=0)
-        .values("state_key")
-        .annotate(state=Min("state"), transactions=Sum("transaction_count"), pincodes=Count("pincode"))
-        .order_by("state_key")
-        .values_list("state_key", "state", "transactions", "pincodes")
-    )
-    names = state_names()
-    return [
-        StateCount(state=names.get(key, state), transactions=count, pincodes=pincodes, state_key=key)
-        for key, state, count, pincodes in rows
-    ]
+
+    def compute() -> list[StateCount]:
+        by_state: dict[str, list] = {}
+        for figure in pincode_figures():
+            if figure.transactions > 0:
+                state = by_state.setdefault(figure.state_key, [figure.state, 0, 0])
+                state[0] = min(state[0], figure.state)
+                state[1] += figure.transactions
+                state[2] += 1
+        names = state_names()
+        return [
+            StateCount(state=names.get(key, state), transactions=count, pincodes=pincodes, state_key=key)
+            for key, (state, count, pincodes) in sorted(by_state.items())
+        ]
+
+    return _cached_until_new_data("states-with-counts", compute)
 
 
 def customer_with_totals(*, customer_id: int) -> Customer | None:
@@ -683,13 +807,32 @@ class CustomerTotalRows:
     def __getitem__(self, index: int | slice):
         if not isinstance(index, slice):
             return self[index : index + 1 or None][0]
-        customer_ids = self._matches.customer_ids[index]
-        cents = self._matches.cents[index]
-        names = dict(Customer.objects.filter(pk__in=list(customer_ids)).values_list("pk", "name"))
+        start, stop, step = index.indices(len(self))
+        if step != 1:
+            raise ValueError("CustomerTotalRows takes slices without a step")
         return [
-            {"customer_id": customer_id, "name": names[customer_id], "total_transaction_amount": _from_cents(total)}
-            for customer_id, total in zip(customer_ids, cents)
+            {"customer_id": customer_id, "name": name, "total_transaction_amount": total}
+            for batch in self.batches(start, stop)
+            for customer_id, name, total in batch
         ]
+
+    def between(self, first: int, stop: int, *, names_per_query: int = KEYS_PER_QUERY) -> Iterator[dict]:
+        """Rows first..stop-1, their names read ``names_per_query`` customers at a time."""
+        for start in range(first, stop, names_per_query):
+            yield from self[start : min(start + names_per_query, stop)]
+
+    def batches(self, first: int, stop: int) -> Iterator[list[CustomerTotalRow]]:
+        """Rows first..stop-1 as (customer_id, name, total) tuples, a few thousand a batch (one
+        query of names each): the whole-answer writers' input (``json_codec.customer_totals_json``)."""
+        ids, cents = self._matches.customer_ids, self._matches.cents
+        stop = min(stop, len(ids))
+        for start in range(first, stop, KEYS_PER_QUERY):
+            some = ids[start : min(start + KEYS_PER_QUERY, stop)]
+            names = dict(_names_of(some))
+            yield [
+                (customer_id, names[customer_id], _from_cents(total))
+                for customer_id, total in zip(some, cents[start : start + len(some)])
+            ]
 
 
 def _from_cents(cents: int) -> Decimal:
@@ -701,12 +844,20 @@ def _from_cents(cents: int) -> Decimal:
 MAX_CACHED_MATCHES = 200_000
 
 
+# How a range report's rows may be ordered (the dashboard's sortable columns); the first is the
+# API's order. A leading "-" is descending; ties are broken by customer_id ascending.
+RANGE_REPORT_ORDERS = ("-total", "total", "name", "-name", "customer_id", "-customer_id")
+
+
 def range_report(
     *,
     min_amount: Decimal,
     max_amount: Decimal,
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
+    state: str | None = None,
+    pincode: str | None = None,
+    order: str = "-total",
     buckets: int = DISTRIBUTION_BUCKETS,
 ) -> RangeReport:
     """``customers_in_total_range`` with its count and the histogram of its totals.
@@ -715,7 +866,81 @@ def range_report(
     sums every transaction in it: the report's whole cost); the count, the histogram and every
     page come from that one answer, so they always agree. The answer is kept until a
     transaction is added or corrected, so turning the pages costs a look-up of 50 names.
+    `order` is one of ``RANGE_REPORT_ORDERS``; a reordering is kept the same way.
     """
+    matches, rows = _range_matches(
+        min_amount=min_amount, max_amount=max_amount, start=start, end=end, state=state, pincode=pincode, order=order
+    )
+    return RangeReport(summary=_distribution_of_totals(matches=matches, buckets=buckets), rows=CustomerTotalRows(rows))
+
+
+def range_rows(
+    *,
+    min_amount: Decimal,
+    max_amount: Decimal,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    state: str | None = None,
+    pincode: str | None = None,
+) -> CustomerTotalRows | RunningTotalRows:
+    """``range_report``'s rows without its histogram: the API's answer and the dashboard's
+    export, from one query (a window's sums kept until new data, as the report keeps them);
+    ``len()`` is its count, a slice a page with its names (one query), ``batches()`` the whole
+    answer streamed as (customer_id, name, total) tuples."""
+    if state is None and pincode is None and _window_covers_everything(start=start, end=end):
+        # All time reads the running totals, names on the same rows, afresh each time (an
+        # operator's repair changes them without a new data version).
+        return RunningTotalRows(min_amount=min_amount, max_amount=max_amount)
+    _, rows = _range_matches(
+        min_amount=min_amount, max_amount=max_amount, start=start, end=end, state=state, pincode=pincode
+    )
+    return CustomerTotalRows(rows)
+
+
+class RunningTotalRows:
+    """``range_rows`` for all time: the running totals' query, counted and read as it is."""
+
+    def __init__(self, *, min_amount: Decimal, max_amount: Decimal):
+        self._queryset = customers_in_total_range(min_amount=min_amount, max_amount=max_amount)
+
+    def __len__(self) -> int:
+        return self._queryset.count()
+
+    def between(self, first: int, stop: int) -> Iterator[dict]:
+        """Rows first..stop-1 in one streamed query."""
+        yield from self._queryset[first:stop].iterator(chunk_size=KEYS_PER_QUERY)
+
+    def batches(self, first: int, stop: int) -> Iterator[list[CustomerTotalRow]]:
+        """Rows first..stop-1 as (customer_id, name, total) tuples, a few thousand a batch, from
+        one query read with a plain cursor: the ORM made a dict of each row and ran its
+        converters, more time than the database took for the whole answer."""
+        if stop <= first:
+            return
+        rows = self._queryset[first:stop].values_list("customer_id", "name", "total_transaction_amount")
+        sql, params = rows.query.sql_with_params()
+        # SQLite holds DECIMAL columns as binary floats (or integers); the others give exact Decimals.
+        exact = operations().exact_decimal_sums
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            while batch := cursor.fetchmany(KEYS_PER_QUERY):
+                yield batch if exact else [
+                    (customer_id, name, Decimal(repr(total)).quantize(CENT)) for customer_id, name, total in batch
+                ]
+
+
+def _range_matches(
+    *,
+    min_amount: Decimal,
+    max_amount: Decimal,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    state: str | None = None,
+    pincode: str | None = None,
+    order: str = "-total",
+) -> tuple[_MatchedTotals, _MatchedTotals]:
+    """The matches biggest total first, and in `order` (see ``range_report``)."""
+    if order not in RANGE_REPORT_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(RANGE_REPORT_ORDERS)}")
     span = stored_time_span()
     # A window reaching past the stored transactions is the same window as one ending at them:
     # "until now" asked a minute later is the same query (the data version says if it isn't).
@@ -723,33 +948,92 @@ def range_report(
         None if start is None or span.oldest is None or start <= span.oldest else start.isoformat(),
         None if end is None or span.newest is None or end >= span.newest else end.isoformat(),
     )
-    query_key = hashlib.sha1(repr((str(min_amount), str(max_amount), window)).encode()).hexdigest()
-    matches = _cached_until_new_data(
-        f"range:{query_key}",
-        lambda: _matched_totals(min_amount=min_amount, max_amount=max_amount, start=start, end=end),
-        worth_keeping=lambda matches: len(matches.customer_ids) <= MAX_CACHED_MATCHES,
-    )
-    return RangeReport(summary=_distribution_of_totals(matches=matches, buckets=buckets), rows=CustomerTotalRows(matches))
+    state_key = state_key_for(state) if state is not None else None
+    query_key = hashlib.sha1(
+        repr((str(min_amount), str(max_amount), window, state_key, pincode)).encode()
+    ).hexdigest()
+
+    def matched() -> _MatchedTotals:
+        return _cached_until_new_data(
+            f"range:{query_key}",
+            lambda: _matched_totals(
+                min_amount=min_amount, max_amount=max_amount, start=start, end=end, state=state, pincode=pincode
+            ),
+            worth_keeping=lambda matches: len(matches.customer_ids) <= MAX_CACHED_MATCHES,
+        )
+
+    matches = matched()
+    rows = matches
+    if order != "-total":
+        rows = _cached_until_new_data(
+            f"range:{query_key}:{order}",
+            lambda: _reordered(matches, order=order),
+            worth_keeping=lambda rows: len(rows.customer_ids) <= MAX_CACHED_MATCHES,
+        )
+    return matches, rows
+
+
+def _reordered(matches: _MatchedTotals, *, order: str) -> _MatchedTotals:
+    """The matches in another of ``RANGE_REPORT_ORDERS``, sorted here rather than in SQL.
+
+    The matches are already in memory; ordering by name needs the names of all of them, read
+    in one pass over the customers (names compared case-insensitively, the same on every
+    database, whatever its collation).
+    """
+    pairs = list(zip(matches.customer_ids, matches.cents))
+    descending = order.startswith("-")
+    column = order.lstrip("-")
+    if column == "total":
+        pairs.sort(key=lambda pair: (pair[1] if not descending else -pair[1], pair[0]))
+    elif column == "customer_id":
+        pairs.sort(key=lambda pair: pair[0], reverse=descending)
+    else:
+        names = dict(_names_of(matches.customer_ids))
+        pairs.sort(key=lambda pair: pair[0])
+        # Stable, reversed or not: equal names stay in ascending customer_id order.
+        pairs.sort(key=lambda pair: names[pair[0]].casefold(), reverse=descending)
+    customer_ids, cents = zip(*pairs) if pairs else ((), ())
+    return _MatchedTotals(customer_ids=array("q", customer_ids), cents=array("q", cents))
+
+
+def _names_of(customer_ids) -> Iterator[tuple[int, str]]:
+    """(customer_id, name) of these customers, a few thousand ids a query.
+
+    With a plain cursor and the ids written by ``render_rows`` (literals on MySQL): for a few
+    thousand ids the ORM's handling of the IN list and of the rows, or the driver's escaping of
+    each parameter, took longer than the query.
+    """
+    quote = connection.ops.quote_name
+    table = quote(Customer._meta.db_table)
+    key, name = quote(Customer._meta.pk.column), quote(Customer._meta.get_field("name").column)
+    ops = operations()
+    ids = iter(customer_ids)
+    with connection.cursor() as cursor:
+        while chunk := list(islice(ids, KEYS_PER_QUERY)):
+            values, params = ops.render_rows([(customer_id,) for customer_id in chunk])
+            cursor.execute(f"SELECT {key}, {name} FROM {table} WHERE {key} IN ({values})", params or None)
+            yield from cursor.fetchall()
 
 
 def _matched_totals(
-    *, min_amount: Decimal, max_amount: Decimal, start: dt.datetime | None, end: dt.datetime | None
+    *,
+    min_amount: Decimal,
+    max_amount: Decimal,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    state: str | None = None,
+    pincode: str | None = None,
 ) -> _MatchedTotals:
     """The (customer_id, total in cents) pairs of ``customers_in_total_range``, in its order."""
-    matches = _customer_totals_in_range(min_amount=min_amount, max_amount=max_amount, start=start, end=end)
-    if matches.model is Customer:  # all time: the running totals, read along their index
+    sums = _customer_sums(start=start, end=end, state=state, pincode=pincode)
+    if sums is None:  # all time: the running totals, read along their index
+        matches = _running_totals_in_range(min_amount=min_amount, max_amount=max_amount)
         in_cents = matches.values_list("customer_id", Cast(Round(F("total_amount") * 100), BigIntegerField()))
         select, params = in_cents.query.get_compiler(using=matches.db).as_sql()
     else:
         # The window's sums are filtered in an outer query, not in HAVING as the ORM writes it:
         # MariaDB computes SUM() again for each mention in HAVING, a quarter of the query's
         # time (40 ms of 165 at a million rows). The ORM has no spelling for a subquery in FROM.
-        sums = (
-            _windowed(Transaction.objects.all(), start=start, end=end)
-            .values("customer_id")
-            .annotate(total_transaction_amount=_sum_of_amounts())
-            .order_by()
-        )
         sql, params = sums.query.get_compiler(using=sums.db).as_sql()
         # CAST: SQLite would compare its float sums with the bounds as text.
         bound = "CAST(%s AS DECIMAL(30, 2))"
@@ -803,4 +1087,177 @@ def _distribution_of_totals(*, matches: _MatchedTotals, buckets: int) -> TotalsS
             )
             for i in range(buckets)
         ],
+    )
+
+
+# --- Rejected rows to fix and send again ----------------------------------------------------
+
+REJECTED_RECORD_FIELDS = (
+    "customer_id", "name", "mob_no", "transaction_amount", "transaction_datetime", "pincode", "state",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRowShown:
+    """A rejected row as this user may read it (``rejected_rows_of``), for the import's page."""
+
+    line_number: int
+    raw: str
+    reason: str
+
+
+def first_rejected_rows_of(*, job: ImportJob, user, limit: int = 10) -> list[RejectedRowShown]:
+    """The first `limit` rejected rows in file order, masked as ``rejected_rows_of`` masks them."""
+    raw = "raw" if can_view_rows_as_sent(user, job) else "raw_masked"
+    return [
+        RejectedRowShown(*row)
+        for row in job.rejected_rows.order_by("line_number").values_list("line_number", raw, "reason")[:limit]
+    ]
+
+
+def rejected_rows_as_records(*, job: ImportJob, user) -> Iterator[tuple[str, ...]]:
+    """Every rejected row in the seven-field layout (``REJECTED_RECORD_FIELDS``) plus its reason.
+
+    A file to fix and upload again: the import reads columns by the header's names and ignores
+    any others, so the trailing reason column is no obstacle. Rows are as sent for the import's
+    owner and users who may see mobile numbers, masked for anyone else (``rejected_rows_of``).
+    A CSV row is split by the uploaded file's own header; a row that can't be split into fields
+    (a malformed line, or a CSV whose uploaded file was pruned) comes with its fields empty and
+    the row as sent in the reason, so nothing of it is lost. The reason starts with the row's
+    line number in the uploaded file. Streamed: memory stays flat however many rows there are.
+    """
+    columns = _uploaded_csv_columns(job) if job.format == ImportJob.Format.CSV else None
+    for line_number, raw, reason in rejected_rows_of(job=job, user=user):
+        fields = _csv_fields(raw, columns) if job.format == ImportJob.Format.CSV else _ndjson_fields(raw)
+        if fields is None:
+            yield ("",) * len(REJECTED_RECORD_FIELDS) + (f"Line {line_number}: {reason} The row as sent: {raw}",)
+        else:
+            yield tuple(fields.get(name, "") for name in REJECTED_RECORD_FIELDS) + (f"Line {line_number}: {reason}",)
+
+
+def _uploaded_csv_columns(job: ImportJob) -> list[str] | None:
+    """The column names of an uploaded CSV's header, or None when the file is gone or unreadable."""
+    try:
+        with job.file.open("rb") as file:
+            return import_files.read_csv_layout(file).columns
+    except (OSError, ValueError, import_files.FileUnreadable):
+        return None
+
+
+def _csv_fields(raw: str, columns: list[str] | None) -> dict[str, str] | None:
+    if columns is None:
+        return None
+    try:
+        fields = next(csv.reader(io.StringIO(raw)), [])
+    except csv.Error:
+        return None
+    if len(fields) != len(columns):
+        return None
+    return dict(zip(columns, fields))
+
+
+def _ndjson_fields(raw: str) -> dict[str, str] | None:
+    try:
+        values = loads_exact(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(values, dict):
+        return None
+    return {
+        name: "" if value is None else value if isinstance(value, str) else dumps_exact(value)
+        for name, value in values.items()
+    }
+
+
+# --- Periods: windows relative to today ------------------------------------------------------
+# The range report's date presets, and the relative windows a segment may be saved with: a
+# period is re-evaluated each time it is asked ("last 90 days" moves with the calendar).
+
+PERIODS = {
+    "last-7-days": "Last 7 days",
+    "last-30-days": "Last 30 days",
+    "last-90-days": "Last 90 days",
+    "this-month": "This month",
+    "this-quarter": "This quarter",
+    "year-to-date": "Year to date",
+    "last-year": "Last year",
+}
+
+
+class PeriodWindow(NamedTuple):
+    start: dt.datetime
+    end: dt.datetime
+
+
+def period_window(period: str, *, now: dt.datetime) -> PeriodWindow:
+    """The window of one of ``PERIODS`` as of `now`, in whole UTC days.
+
+    "Last N days" are the N days ending today (today included); "this month", "this quarter"
+    and "year to date" run from their first day to the end of today; "last year" is the
+    calendar year before this one.
+    """
+    today = now.astimezone(dt.timezone.utc).date()
+    if period.startswith("last-") and period.endswith("-days"):
+        first = today - dt.timedelta(days=int(period.removeprefix("last-").removesuffix("-days")) - 1)
+    elif period == "this-month":
+        first = today.replace(day=1)
+    elif period == "this-quarter":
+        first = today.replace(month=(today.month - 1) // 3 * 3 + 1, day=1)
+    elif period == "year-to-date":
+        first = today.replace(month=1, day=1)
+    elif period == "last-year":
+        first, today = dt.date(today.year - 1, 1, 1), dt.date(today.year - 1, 12, 31)
+    else:
+        raise ValueError(f"Unknown period {period!r}; one of {', '.join(PERIODS)}.")
+    return PeriodWindow(
+        start=dt.datetime.combine(first, dt.time.min, tzinfo=dt.timezone.utc),
+        end=dt.datetime.combine(today, dt.time.max, tzinfo=dt.timezone.utc),
+    )
+
+
+# --- Segments ---------------------------------------------------------------------------------
+# A segment's reads live in transactions/segment_selectors.py; they run ``range_report`` and
+# need no more from this module than the matched ids, without turning every page of names.
+
+
+def customer_ids_of(rows: CustomerTotalRows) -> array:
+    """The customer ids of a range report's rows, in their order (no names read)."""
+    return rows._matches.customer_ids
+
+
+# --- Dashboard: the customer page's tables, sortable by their columns -------------------------
+
+# Order name -> ORDER BY; ties fall back to the newest first, so every order is total.
+CUSTOMER_TRANSACTION_ORDERS = {
+    "-when": ("-transaction_datetime",),
+    "when": ("transaction_datetime",),
+    "-amount": ("-transaction_amount", "-transaction_datetime"),
+    "amount": ("transaction_amount", "-transaction_datetime"),
+}
+
+
+def transactions_of_in_order(*, customer_id: int, order: str = "-when") -> QuerySet:
+    """``transactions_of`` in one of ``CUSTOMER_TRANSACTION_ORDERS`` (a customer's rows: the
+    sort by amount reads them along the customer/time index and sorts that few)."""
+    return transactions_of(customer_id=customer_id).order_by(*CUSTOMER_TRANSACTION_ORDERS[order])
+
+
+# Order name -> sort key of a ``pincode_breakdown_of`` row; ties by pincode.
+CUSTOMER_PINCODE_ORDERS = {
+    "-total": lambda row: (-row["total_amount"], row["pincode"]),
+    "total": lambda row: (row["total_amount"], row["pincode"]),
+    "pincode": lambda row: (row["pincode"],),
+    "-pincode": lambda row: (row["pincode"],),
+    "-transactions": lambda row: (-row["transaction_count"], row["pincode"]),
+    "transactions": lambda row: (row["transaction_count"], row["pincode"]),
+}
+
+
+def pincode_breakdown_in_order(*, customer_id: int, order: str = "-total") -> list[dict]:
+    """``pincode_breakdown_of`` in one of ``CUSTOMER_PINCODE_ORDERS`` (a customer has a few
+    pincodes: sorted here)."""
+    return sorted(
+        pincode_breakdown_of(customer_id=customer_id),
+        key=CUSTOMER_PINCODE_ORDERS[order],
+        reverse=order == "-pincode",
     )

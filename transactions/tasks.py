@@ -2,9 +2,10 @@
 
 from django_tasks import task
 
-from . import services
-
 
 @task()
 def run_import(*, job_id: int) -> None:
-    services.run_import(job_id=job_id)
+    # Imported here: the services enqueue this task, so a module-level import would be a circle.
+    from .services import imports
+
+    imports.run_import(job_id=job_id)

@@ -3,28 +3,60 @@
 (function () {
   "use strict";
 
-  var BAR = "#1f4e9c";
+  // Amounts as rupees with Indian digit grouping (1,23,45,678.90), as the tables show them.
+  var RUPEES = new Intl.NumberFormat("en-IN", { style: "currency", currency: "INR" });
+  var COUNT = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
 
+  function cssColour(name, fallback) {
+    var value = window.getComputedStyle(document.documentElement).getPropertyValue(name);
+    return (value && value.trim()) || fallback;
+  }
+
+  function axisTitle(text, colour) {
+    return { display: Boolean(text), text: text || "", color: colour, font: { weight: "600" } };
+  }
+
+  // A figure's rows may carry data-href: choosing a bar opens it (the histogram's band, a
+  // month's report), as the row's link in the table does.
   function drawChart(figure) {
     if (figure.classList.contains("chart--drawn") || typeof window.Chart === "undefined") return;
     var canvas = figure.querySelector("canvas");
     var rows = figure.querySelectorAll(".chart__data tbody tr");
-    var labels = [], values = [];
+    var labels = [], values = [], links = [];
     rows.forEach(function (row) {
       var cell = row.querySelector("[data-value]");
       labels.push(row.querySelector("th").textContent.trim());
       values.push(cell ? Number(cell.getAttribute("data-value")) : 0);
+      links.push(row.getAttribute("data-href"));
     });
     var horizontal = figure.hasAttribute("data-horizontal");
+    var format = figure.getAttribute("data-value-format") === "count" ? COUNT : RUPEES;
+    var ink = cssColour("--muted", "#4a5361"), grid = cssColour("--line", "#d4d9e0");
+    var valueAxis = { beginAtZero: true, ticks: { color: ink, callback: function (value) { return format.format(value); } }, grid: { color: grid } };
+    var labelAxis = { ticks: { color: ink, autoSkip: true, maxRotation: 0 }, grid: { color: grid } };
+    var x = horizontal ? valueAxis : labelAxis, y = horizontal ? labelAxis : valueAxis;
+    x = Object.assign({}, x, { title: axisTitle(figure.getAttribute("data-x-title"), ink) });
+    y = Object.assign({}, y, { title: axisTitle(figure.getAttribute("data-y-title"), ink) });
+    var clickable = links.some(Boolean);
     figure._chart = new window.Chart(canvas, {
       type: "bar",
-      data: { labels: labels, datasets: [{ label: figure.getAttribute("data-series") || "", data: values, backgroundColor: BAR }] },
+      data: { labels: labels, datasets: [{ label: figure.getAttribute("data-series") || "", data: values, backgroundColor: cssColour("--brand", "#1f4e9c") }] },
       options: {
         indexAxis: horizontal ? "y" : "x",
         maintainAspectRatio: false,
         animation: false,
-        plugins: { legend: { display: false } },
-        scales: { x: { ticks: { autoSkip: true, maxRotation: 0 } }, y: { beginAtZero: !horizontal } }
+        plugins: {
+          legend: { display: false },
+          tooltip: { callbacks: { label: function (item) { return format.format(item.raw); } } }
+        },
+        scales: { x: x, y: y },
+        onHover: clickable ? function (event, elements) {
+          event.native.target.style.cursor = elements.length && links[elements[0].index] ? "pointer" : "default";
+        } : undefined,
+        onClick: clickable ? function (event, elements) {
+          var href = elements.length && links[elements[0].index];
+          if (href) window.location.assign(href);
+        } : undefined
       }
     });
     figure.classList.add("chart--drawn");
@@ -133,6 +165,18 @@
     if (REPORTS.indexOf(id) === -1) return;
     var report = document.getElementById(id);
     if (report) focusReport(report);
+  });
+
+  // Choosing a period (range report), a state or an order (top customers) runs the report at
+  // once: the form names those fields in data-run-on-change. The listener sits on the document,
+  // not on the form htmx swaps in (bound only once the swap settles), so a choice made in
+  // between still runs the report: through htmx if it listens by then, as a plain GET if not.
+  document.addEventListener("change", function (event) {
+    var field = event.target;
+    var form = field && field.form;
+    if (!form || !form.hasAttribute("data-run-on-change")) return;
+    if (form.getAttribute("data-run-on-change").split(" ").indexOf(field.name) === -1) return;
+    if (form.requestSubmit) form.requestSubmit(); else form.submit();
   });
 
   document.addEventListener("DOMContentLoaded", function () {

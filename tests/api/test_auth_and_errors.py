@@ -366,7 +366,7 @@ class DatabaseOutageTests(ApiClientMixin, TestCase):
     def test_a_database_error_in_a_view_is_503_not_500(self):
         # The one mock of the suite: a real outage cannot be staged inside a test transaction.
         outage = OperationalError("could not connect to server: Connection refused")
-        with mock.patch("transactions.selectors.customers_in_total_range", side_effect=outage) as selector:
+        with mock.patch("transactions.selectors.range_rows", side_effect=outage) as selector:
             response = self.range_query({"min_amount": 0, "max_amount": 100, "limit": 10})
 
         selector.assert_called_once()
@@ -483,3 +483,23 @@ class SchemaAndDocsTests(ApiClientMixin, TestCase):
         script = b"".join(served.streaming_content)
         self.assertEqual(len(script), int(served["Content-Length"]))
         self.assertIn(b"SwaggerUIBundle", script)
+
+
+class ContentSecurityPolicyTests(ApiClientMixin, TestCase):
+    """Documents get the site's policy; every other answer the strictest (cdp_site/csp.py)."""
+
+    def test_a_json_answer_may_load_and_run_nothing_and_a_page_gets_the_sites_policy(self):
+        answer = self.api.post("/api/ingest-data", record(), format="json")
+        self.assertEqual(answer.status_code, 201)
+        self.assertEqual(answer["Content-Type"], "application/json")
+        self.assertEqual(answer["Content-Security-Policy"], "default-src 'none'; frame-ancestors 'none'")
+        refused = APIClient().get("/api/top-customers?state=Delhi")  # an error answer too
+        self.assertEqual(refused.status_code, 401)
+        self.assertEqual(refused["Content-Security-Policy"], "default-src 'none'; frame-ancestors 'none'")
+
+        page = self.client.get("/accounts/login/")
+        self.assertEqual(page.status_code, 200)
+        self.assertTrue(page["Content-Type"].startswith("text/html"))
+        policy = page["Content-Security-Policy"]
+        for directive in ("default-src 'self'", "script-src 'self'", "object-src 'none'", "frame-ancestors 'none'"):
+            self.assertIn(directive, policy)

@@ -944,7 +944,7 @@ class WorkerDied(BaseException):
 
 def dying_after(chunks: int, *, before_chunk=None):
     """An _import_chunk that commits `chunks` chunks, then dies (or calls `before_chunk`)."""
-    real_import_chunk = services._import_chunk
+    real_import_chunk = services.imports._import_chunk
     calls = 0
 
     def import_chunk(**kwargs):
@@ -962,7 +962,7 @@ def dying_after(chunks: int, *, before_chunk=None):
 class ResumeTests(ImportTestCase):
     def interrupted_import(self, name: str, content: bytes, *, chunk_rows: int, chunks: int) -> int:
         with override_settings(CDP_IMPORT_CHUNK_ROWS=chunk_rows), \
-                mock.patch.object(services, "_import_chunk", dying_after(chunks)), \
+                mock.patch.object(services.imports, "_import_chunk", dying_after(chunks)), \
                 self.assertLogs("django_tasks", "ERROR"):
             return self.import_file(name, content)
 
@@ -1031,7 +1031,7 @@ class ResumeTests(ImportTestCase):
             ImportJob.objects.filter(pk=job_id).update(runner="another-run")
 
         with override_settings(CDP_IMPORT_CHUNK_ROWS=100), \
-                mock.patch.object(services, "_import_chunk", dying_after(1, before_chunk=another_run_takes_over)):
+                mock.patch.object(services.imports, "_import_chunk", dying_after(1, before_chunk=another_run_takes_over)):
             job_id = self.import_file("sample.csv", csv_file(records))
 
         job = ImportJob.objects.get(pk=job_id)

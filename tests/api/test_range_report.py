@@ -569,3 +569,101 @@ class RangeReportValidationTests(RangeReportTestCase):
         ]:
             with self.subTest(body=body):
                 self.assertReport(self.range_query(body), [customer_total(1, "amit", "0.01")])
+
+
+class WholeAnswerEncodingTests(RangeReportTestCase):
+    """The whole answer (no limit) is written batch by batch by ``json_codec.customer_totals_json``;
+    it must be byte for byte what the general encoder writes, on both paths."""
+
+    # Quotes, a backslash, control characters, the two JavaScript line separators, and
+    # characters outside ASCII and outside the BMP: what a name can hold that needs care.
+    NAMES = ['Asha "Ash" Iyer', "back\\slash", "tab\there", "line\u2028sep\u2029para", "Zoë 😀 नमस्ते", "</script>"]
+
+    def assertEncodedAsDumpsExact(self, response) -> None:
+        from transactions.api.json_codec import decimal_as_json_number, dumps_exact
+
+        answer = answer_of(response)
+        expected = dumps_exact(
+            [{**row, "total_transaction_amount": decimal_as_json_number(row["total_transaction_amount"])} for row in answer]
+        ).encode("utf-8")
+        self.assertEqual(body_of(response), expected)
+
+    def test_names_needing_escapes_are_written_as_dumps_exact_writes_them(self):
+        from transactions.models import Customer
+
+        self.ingest_batch([
+            record(customer_id=i, name=f"n{i}", transaction_amount=f"{i}0.5", transaction_datetime="2024-01-01T00:00:00Z")
+            for i, name in enumerate(self.NAMES, start=1)
+        ])
+        # Ingest folds whitespace in names; a name stored some other way (a data fix) may hold any.
+        for i, name in enumerate(self.NAMES, start=1):
+            Customer.objects.filter(pk=i).update(name=name)
+        expected = [customer_total(i, name, f"{i}0.50") for i, name in reversed(list(enumerate(self.NAMES, start=1)))]
+        for window in ({}, {"time_period": "2024-06-30T00:00:00Z", "start": "2023-12-31T00:00:00Z"}):
+            with self.subTest(window=window):
+                # The windowed query's window holds every transaction: make it a real window.
+                if window:
+                    self.ingest_batch([record(customer_id=99, name="later", transaction_amount="1.00",
+                                              transaction_datetime="2025-01-01T00:00:00Z")])
+                response = self.range_query({"min_amount": 1, "max_amount": 1000, **window})
+                self.assertReport(response, expected)
+                self.assertEncodedAsDumpsExact(response)
+                self.assertNotIn("\u2028".encode(), body_of(response))
+                self.assertIn(b'"line\\u2028sep\\u2029para"', body_of(response))
+
+    def test_an_answer_of_several_batches_is_one_array_in_order(self):
+        # More customers than one batch (2,000): the batches' seams must not show.
+        count = 4100
+        self.ingest_batch([
+            record(customer_id=i, name=f"c{i}", transaction_amount=f"{i}.{i % 100:02d}",
+                   transaction_datetime="2024-01-01T00:00:00Z")
+            for i in range(1, count + 1)
+        ])
+        expected = [customer_total(i, f"c{i}", f"{i}.{i % 100:02d}") for i in range(count, 0, -1)]
+        all_time = self.range_query({"min_amount": 0, "max_amount": 100_000})
+        self.assertReport(all_time, expected)
+        self.assertEncodedAsDumpsExact(all_time)
+        offset = self.range_query({"min_amount": 0, "max_amount": 100_000, "offset": 1999})
+        self.assertReport(offset, expected[1999:], total_count=count)
+
+        self.ingest_batch([record(customer_id=count + 1, name="later", transaction_amount="0.01",
+                                  transaction_datetime="2025-01-01T00:00:00Z")])
+        windowed = self.range_query({"min_amount": 1, "max_amount": 100_000, "time_period": "2024-12-31T00:00:00Z"})
+        self.assertReport(windowed, expected)
+        self.assertEqual(body_of(windowed), body_of(all_time))
+
+    def test_a_customer_whose_transactions_were_all_deleted_matches_no_range(self):
+        from transactions import services
+        from transactions.models import Customer, Transaction
+
+        self.ingest_batch([
+            record(customer_id=1, name="kept", transaction_amount="5.00"),
+            record(customer_id=2, name="emptied", transaction_amount="7.00"),
+        ])
+        Transaction.objects.filter(customer_id=2).delete()
+        services.recompute_customer_totals(customer_ids=[2])
+        self.assertEqual(Customer.objects.get(pk=2).total_amount, Decimal("0.00"))
+
+        for min_amount in (0, Decimal("0.01")):
+            with self.subTest(min_amount=min_amount):
+                self.assertReport(
+                    self.range_query({"min_amount": min_amount, "max_amount": 10}), [customer_total(1, "kept", "5.00")]
+                )
+        self.assertReport(self.range_query({"min_amount": 0, "max_amount": 0}), [])
+
+
+class CustomerTotalsJsonTests(TestCase):
+    """The writer itself: batches of any size, empty ones included, make one array."""
+
+    def test_batches_join_into_one_array_and_empty_batches_add_nothing(self):
+        from transactions.api.json_codec import customer_totals_json
+
+        batches = [[], [(1, "a", Decimal("1.00"))], [], [(2, 'b"', Decimal("0.50")), (3, "c", Decimal("1500.00"))], []]
+        self.assertEqual(
+            b"".join(customer_totals_json(batches)),
+            b'[{"customer_id":1,"name":"a","total_transaction_amount":1.00},'
+            b'{"customer_id":2,"name":"b\\"","total_transaction_amount":0.50},'
+            b'{"customer_id":3,"name":"c","total_transaction_amount":1500.00}]',
+        )
+        self.assertEqual(b"".join(customer_totals_json([])), b"[]")
+        self.assertEqual(b"".join(customer_totals_json([[]])), b"[]")

@@ -449,6 +449,59 @@ class TopCustomersWindowTests(TopCustomersTestCase):
         self.assertTrue(any("SUM(" in q["sql"].upper() for q in windowed_queries.captured_queries))
 
 
+class WindowedTopCustomersKeptUntilNewDataTests(TopCustomersTestCase):
+    """A window's ranking is kept (names included) until a transaction is added or corrected."""
+
+    WINDOW = {"state": "Punjab", "time_period": "2024-06-30T23:59:59Z", "limit": 100}
+
+    def setUp(self):
+        super().setUp()
+        from tests.support import clear_caches
+
+        clear_caches()
+        self.ingest_batch([punjab(1, "10.00"), punjab(2, "20.00"), punjab(3, "5.00", when="2025-01-01T00:00:00Z")])
+
+    def test_a_repeated_query_sums_nothing_again_and_gives_the_same_answer(self):
+        first = self.top_customers(self.WINDOW)
+        with CaptureQueriesContext(connection) as queries:
+            again = self.top_customers(self.WINDOW)
+        self.assertEqual(again.content, first.content)
+        self.assertTopCustomers(again, {"pincode_140001": [customer_total(2, "c2", "20.00"), customer_total(1, "c1", "10.00")]})
+        self.assertFalse(any("SUM(" in q["sql"].upper() for q in queries.captured_queries), queries.captured_queries)
+
+    def test_a_new_transaction_in_the_window_is_in_the_next_answer(self):
+        self.top_customers(self.WINDOW)
+        self.ingest_batch([punjab(1, "15.00", when="2024-02-01T00:00:00Z")])
+        self.assertTopCustomers(
+            self.top_customers(self.WINDOW),
+            {"pincode_140001": [customer_total(1, "c1", "25.00"), customer_total(2, "c2", "20.00")]},
+        )
+
+    def test_a_newer_name_is_in_the_next_answer(self):
+        self.top_customers(self.WINDOW)
+        # After the window: it changes no total inside it, only customer 2's name.
+        self.ingest_batch([punjab(2, "1.00", when="2025-02-01T00:00:00Z", name="Renamed")])
+        self.assertTopCustomers(
+            self.top_customers(self.WINDOW),
+            {"pincode_140001": [customer_total(2, "Renamed", "20.00"), customer_total(1, "c1", "10.00")]},
+        )
+
+    def test_names_needing_escapes_are_written_as_dumps_exact_writes_them(self):
+        from transactions.api.json_codec import dumps_exact
+        from transactions.models import Customer
+
+        names = {1: 'Asha "Ash"\\', 2: "tab\tline\u2028sep", 3: "Zoë 😀"}
+        for customer_id, name in names.items():
+            Customer.objects.filter(pk=customer_id).update(name=name)
+        # The window holds customers 2 and 1; all time customer 3 too (after the window).
+        for body, ranked in ((self.WINDOW, [2, 1]), ({"state": "Punjab"}, [2, 1, 3])):
+            with self.subTest(body=body):
+                response = self.top_customers(body)
+                self.assertEqual([row["name"] for row in answer_of(response)["pincode_140001"]], [names[i] for i in ranked])
+                self.assertEqual(response.content, dumps_exact(answer_of(response)).encode())
+                self.assertIn(b"line\\u2028sep", response.content)
+
+
 class TopCustomersValidationTests(TopCustomersTestCase):
     def assertRejected(self, body, errors: dict) -> None:
         response = self.top_customers(body)

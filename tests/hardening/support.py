@@ -73,7 +73,7 @@ def http_call(
 
 
 class Gunicorn:
-    """`gunicorn cdp_site.wsgi` with several sync workers, as production runs it.
+    """`gunicorn cdp_site.wsgi` with its gunicorn.conf.py (gthread workers), as production runs it.
 
     The log goes to a temporary file that `log()` returns, for assertion messages.
     """

@@ -55,6 +55,7 @@ from django.test import SimpleTestCase
 from tests.hardening.support import Gunicorn, http_call
 from tests.hardening.test_outage import MARIADBD, MariaDBServer
 from tests.support import slow
+from transactions.services.bulk import STAGING_TABLE
 from transactions.validation import state_key_for
 
 DATABASE = "cdp_crash"
@@ -68,6 +69,7 @@ BACKOFF = 0.5  # a client's pause after a failed request, before its next one
 RESEND_ATTEMPTS = 40
 RESEND_PAUSE = 0.5
 # An INSERT this long is a batch's (~100 bytes a row); a single record's are short, parametrised.
+# A batch stored set-based (services.bulk) inserts from its staging table in short statements.
 BATCH_STATEMENT_BYTES = 10_000
 # Where in a batch's database transaction a crash is aimed, in turn: while its transaction rows
 # are inserted (its customers locked and new ones written), while the customers' running totals
@@ -272,13 +274,18 @@ SNAPSHOT_QUERIES = {
         "SELECT customer_id, state_key, pincode, total_amount, transaction_count FROM transactions_customerpincodetotal "
         "WHERE transaction_count <> 0 OR total_amount <> 0"
     ),
+    # The month and pincode figures are the folded totals plus the deltas not folded yet.
     "months": (
-        "SELECT DATE_FORMAT(month, '%Y-%m'), total_amount, transaction_count FROM transactions_monthlytotal "
-        "WHERE transaction_count <> 0 OR total_amount <> 0"
+        "SELECT DATE_FORMAT(month, '%Y-%m') AS m, SUM(total_amount) AS amount, SUM(transaction_count) AS n FROM ("
+        "SELECT month, total_amount, transaction_count FROM transactions_monthlytotal UNION ALL "
+        "SELECT month, total_amount, transaction_count FROM transactions_monthlytotaldelta) AS figures "
+        "GROUP BY m HAVING n <> 0 OR amount <> 0"
     ),
     "pincodes": (
-        "SELECT state_key, pincode, total_amount, transaction_count FROM transactions_pincodetotal "
-        "WHERE transaction_count <> 0 OR total_amount <> 0"
+        "SELECT state_key, pincode, SUM(total_amount) AS amount, SUM(transaction_count) AS n FROM ("
+        "SELECT state_key, pincode, total_amount, transaction_count FROM transactions_pincodetotal UNION ALL "
+        "SELECT state_key, pincode, total_amount, transaction_count FROM transactions_pincodetotaldelta) AS figures "
+        "GROUP BY state_key, pincode HAVING n <> 0 OR amount <> 0"
     ),
     "customers_from_rows": (
         "SELECT customer_id, SUM(transaction_amount), COUNT(*) FROM transactions_transaction GROUP BY customer_id"
@@ -375,8 +382,9 @@ class ServerWatch:
             cursor = self.cursor()
             cursor.execute(
                 "SELECT id, host, LEFT(info, 60), LENGTH(info) FROM information_schema.processlist "
-                "WHERE command = 'Query' AND info LIKE %s AND LENGTH(info) >= %s AND id <> CONNECTION_ID()",
-                [f"INSERT%INTO `{table}` (%", BATCH_STATEMENT_BYTES],
+                "WHERE command = 'Query' AND info LIKE %s AND (LENGTH(info) >= %s OR info LIKE %s) "
+                "AND id <> CONNECTION_ID()",
+                [f"INSERT%INTO `{table}` (%", BATCH_STATEMENT_BYTES, f"%FROM `{STAGING_TABLE}`%"],
             )
             return [BatchWrite(connection_id, int(host.rsplit(":", 1)[-1]), statement, size)
                     for connection_id, host, statement, size in cursor.fetchall()]
@@ -472,7 +480,11 @@ class CrashConsistencyTestCase(SimpleTestCase):
         self.token = self.manage(environment, "create_api_client", "crash").strip().splitlines()[-1]
         self.server = Gunicorn(
             database_url=database_url, workers=self.WORKERS,
-            environment={"DATABASE_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT)},
+            # Sync workers: one request per process, none queued behind it, so each kill cuts
+            # exactly one request and the checks can name it. A gthread worker (the default)
+            # killed cuts every request it holds alike: their transactions roll back the same way.
+            environment={"DATABASE_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+                         "GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1"},
         )
         self.addCleanup(self.server.stop)
 

@@ -44,7 +44,7 @@ from tests.support import clear_caches, make_user, slow
 from transactions.models import Transaction
 
 FULL_EXAMPLES = 200
-FUZZ_TIMEOUT = 240  # seconds; schemathesis is stopped (and the test fails) past this
+FUZZ_TIMEOUT = 480  # seconds; schemathesis is stopped (and the test fails) past this
 # Every status the schema documents for some operation; anything else is a finding.
 DOCUMENTED_STATUSES = {200, 201, 202, 400, 401, 403, 404, 405, 409, 413, 415}
 
@@ -74,7 +74,9 @@ class ContractFuzzTests(LiveServerTestCase):
             "--exclude-checks", "positive_data_acceptance",
             "--max-examples", str(examples),
             "--seed", os.environ.get("CDP_FUZZ_SEED", "20241124"),
-            "--workers", "2",
+            # One worker: two hit a thread-safety bug of CPython 3.11's ast module inside hypothesis
+            # ("AST constructor recursion depth mismatch"), failing the run at random.
+            "--workers", "1",
             "--request-timeout", "60",
             "--generation-database", "none",
             "--no-color",

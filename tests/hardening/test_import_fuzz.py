@@ -641,7 +641,7 @@ class HostileFileImportFuzzTests(ImportTestCase):
         chunk_rows = {"CDP_IMPORT_CHUNK_ROWS": hostile.chunk_rows} if hostile.chunk_rows else {}
         with override_settings(**chunk_rows), self.assertLogs(level="DEBUG") as logs:
             if hostile.dies_after_chunks:
-                with mock.patch.object(services, "_import_chunk", dying_after(hostile.dies_after_chunks)):
+                with mock.patch.object(services.imports, "_import_chunk", dying_after(hostile.dies_after_chunks)):
                     job_id = self.import_file(hostile.name, hostile.content)
                 # A restarted worker takes the job over from its last chunk (a no-op if it had finished).
                 tasks.run_import.enqueue(job_id=job_id)

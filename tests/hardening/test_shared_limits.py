@@ -33,7 +33,14 @@ LIMIT = 3
 REDIS_URL = "redis://127.0.0.1:6379/0"  # Debian's redis-server, started by .ci/run
 PASSWORD = "a-long-test-password"
 # `<pid> status path query` for every answer (gunicorn's access log atoms).
-ACCESS_LOG = {"GUNICORN_ACCESS_LOG": "-", "GUNICORN_CMD_ARGS": "--access-logformat='%(p)s %(s)s %(U)s %(q)s'"}
+# Sync workers: a held request then occupies its process, so the next one is answered by the
+# other process, which is what these tests need (a gthread worker would take it on a thread).
+ACCESS_LOG = {
+    "GUNICORN_ACCESS_LOG": "-",
+    "GUNICORN_CMD_ARGS": "--access-logformat='%(p)s %(s)s %(U)s %(q)s'",
+    "GUNICORN_WORKER_CLASS": "sync",
+    "GUNICORN_THREADS": "1",  # with more, gunicorn runs gthread whatever the class says
+}
 
 
 class HeldRequest:

@@ -8,6 +8,7 @@ page under docs/screenshots/ for the README.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -171,9 +172,19 @@ class DashboardInBrowserTests(StaticLiveServerTestCase):
         counts = {name: self.page.locator(f"[data-count={name}]").inner_text() for name in
                   ("created", "duplicates", "conflicts", "rejected")}
         self.assertEqual(counts, {"created": "40", "duplicates": "1", "conflicts": "0", "rejected": "1"})
-        rejected = self.download_csv("Download the rejected rows (CSV)")
+        rejected = self.download_csv("Download the rejected rows as sent (CSV)")
         self.assertEqual(rejected[0], ["line_number", "raw", "reason"])
         self.assertEqual([row[0] for row in rejected[1:]], ["42"])
+        # The first rejected rows are on the page, and the file to fix has the seven fields.
+        expect(self.page.get_by_test_id("rejected-rows").locator("tbody tr")).to_have_count(1)
+        expect(self.page.get_by_test_id("rejected-rows")).to_contain_text("41,Broken,-5,123,not a date,000000,")
+        to_fix = self.download_csv("Download the rejected rows to fix (CSV)")
+        self.assertEqual(
+            to_fix[0],
+            ["customer_id", "name", "mob_no", "transaction_amount", "transaction_datetime", "pincode", "state", "reason"],
+        )
+        self.assertEqual(to_fix[1][:7], ["41", "Broken", "123", "-5", "not a date", "000000", ""])
+        self.assertTrue(to_fix[1][7].startswith("Line 42: "), to_fix[1][7])
         self.screenshot("upload")
 
     def test_range_report_rows_match_the_api_and_export(self):
@@ -186,7 +197,10 @@ class DashboardInBrowserTests(StaticLiveServerTestCase):
         expect(self.page.locator("#range-results")).to_be_visible()
         # The query is in the address bar, so the report can be bookmarked and shared.
         expect(self.page).to_have_url(
-            self.url("/reports/range/?min_amount=200&max_amount=100000&start=&time_period=2038-01-01T00%3A00%3A00")
+            self.url(
+                "/reports/range/?min_amount=200&max_amount=100000&period=&start=&time_period=2038-01-01T00%3A00%3A00"
+                "&state=&pincode=&sort="
+            )
         )
         query = {"min_amount": 200, "max_amount": 100000, "time_period": "2038-01-01T00:00:00"}
         api = self.api_post("/api/query-transaction-range", {**query, "limit": 50})
@@ -269,7 +283,10 @@ class DashboardInBrowserTests(StaticLiveServerTestCase):
         self.page.get_by_role("button", name="Run report").click()
         expect(self.page.locator("#range-results")).to_be_visible()
         expect(self.page).to_have_url(
-            self.url("/reports/range/?min_amount=0&max_amount=100000&start=2024-03-01&time_period=2024-03-31")
+            self.url(
+                "/reports/range/?min_amount=0&max_amount=100000&period=&start=2024-03-01&time_period=2024-03-31"
+                "&state=&pincode=&sort="
+            )
         )
         api = self.api_post(
             "/api/query-transaction-range",
@@ -303,7 +320,7 @@ class DashboardInBrowserTests(StaticLiveServerTestCase):
         self.page.set_viewport_size({"width": 1366, "height": 900})
         self.log_in("/")
         total = self.page.get_by_test_id("total-amount")
-        expect(total).to_have_text("1,999,999,999,999.98")
+        expect(total).to_have_text("₹19,99,99,99,99,999.98")  # rupees, in lakhs and crores
         lines = total.evaluate(
             "dd => { const range = document.createRange(); range.selectNodeContents(dd);"
             " return new Set([...range.getClientRects()].map(rect => Math.round(rect.top))).size; }"
@@ -337,7 +354,7 @@ class DashboardInBrowserTests(StaticLiveServerTestCase):
         self.assertIn("Punjab (", picker.locator("option", has_text="Punjab").inner_text())
         picker.select_option("Punjab")  # choosing a state runs the report at once
         expect(self.page.locator(".pincode-card")).to_have_count(2)
-        expect(self.page).to_have_url(self.url("/reports/top-customers/?state=Punjab&limit=&start=&time_period="))
+        expect(self.page).to_have_url(self.url("/reports/top-customers/?state=Punjab&limit=&start=&time_period=&pincode=&order=pincode"))
         api = self.api_post("/api/top-customers", {"state": "Punjab"}).json()
         for pincode, ranked in api.items():
             card = self.page.locator(f".pincode-card[data-pincode='{pincode.removeprefix('pincode_')}']")
@@ -359,6 +376,30 @@ class DashboardInBrowserTests(StaticLiveServerTestCase):
         expect(self.page.locator("figure.chart.chart--drawn")).to_have_count(1)
         self.screenshot("customer")
 
+    def test_the_customer_pages_by_pincode_table_fits_a_375_px_phone(self):
+        # Long state names and big figures: the table is wider than a phone's screen.
+        store(*[
+            record(customer_id=7, name="Meera", transaction_amount="999999999.99", pincode=f"{110001 + i}",
+                   state="Dadra and Nagar Haveli and Daman and Diu", transaction_datetime=f"2024-0{i + 1}-01T00:00:00Z")
+            for i in range(3)
+        ])
+        self.page.set_viewport_size({"width": 375, "height": 800})
+        self.log_in("/customers/7/")
+        self.assertLessEqual(self.page.evaluate("document.documentElement.scrollWidth"), 375)
+        for table in ("customer-pincodes", "customer-transactions"):
+            # Every cell is on the screen as it is: no part of a row lies beyond the edge or
+            # behind a sideways scroll.
+            scroller = self.page.get_by_test_id(table).locator("xpath=..")
+            self.assertLessEqual(scroller.evaluate("box => box.scrollWidth - box.clientWidth"), 0, table)
+            for cell in self.page.get_by_test_id(table).locator("tbody td").all():
+                box = cell.bounding_box()
+                self.assertLessEqual(box["x"] + box["width"], 375, table)
+        expect(self.page.get_by_test_id("customer-pincodes").locator("tbody tr").first).to_contain_text(
+            "Dadra and Nagar Haveli and Daman and Diu"
+        )
+        small_screenshot = SCREENSHOTS / "customer-375.png"
+        self.page.screenshot(path=str(small_screenshot), full_page=True)
+
     def test_range_report_name_opens_the_customer(self):
         sample_data()
         self.log_in("/reports/range/?min_amount=0&max_amount=100000")
@@ -374,3 +415,184 @@ class DashboardInBrowserTests(StaticLiveServerTestCase):
         # Swagger UI drew the schema's operations: its scripts ran although none is inline.
         expect(self.page.locator(".swagger-ui .title")).to_contain_text("CDP API")
         expect(self.page.locator(".opblock-summary-path", has_text="/api/query-transaction-range")).to_be_visible()
+
+    # --- issue 15: sorting, presets, drill-down, segments ---------------------------------------
+
+    def click_bar(self, figure, index: int) -> None:
+        """Click the middle of one bar of a Chart.js chart, where a user would."""
+        figure.locator("canvas").scroll_into_view_if_needed()
+        point = figure.evaluate(
+            "(fig, i) => { const bar = fig._chart.getDatasetMeta(0).data[i];"
+            " return {x: bar.x, y: (bar.y + bar.base) / 2}; }",
+            index,
+        )
+        figure.locator("canvas").click(position=point)
+
+    def test_sort_a_report_by_a_column_heading_and_back(self):
+        sample_data()
+        self.log_in("/reports/range/?min_amount=0&max_amount=100000")
+        self.page.get_by_role("link", name="Customer", exact=True).click()
+        expect(self.page).to_have_url(self.url("/reports/range/?min_amount=0&max_amount=100000&sort=name"))
+        expect(self.page.locator("th[aria-sort=ascending]")).to_have_text("Customer ▲")
+        names = [link.inner_text() for link in self.page.locator("[data-testid=range-rows] tbody td a").all()]
+        self.assertEqual(names, [f"Customer {i:02d}" for i in range(1, 51)])
+        self.page.get_by_role("link", name="Customer", exact=True).click()  # the arrow is hidden from its name
+        expect(self.page.locator("th[aria-sort=descending]")).to_have_text("Customer ▼")
+        expect(self.page.locator("[data-testid=range-rows] tbody td a").first).to_have_text("Customer 75")
+        # Sorting keeps the query, and paging keeps the order.
+        self.page.get_by_role("link", name="Next →").click()
+        expect(self.page.locator("[data-testid=range-rows] tbody td a").first).to_have_text("Customer 25")
+        self.page.get_by_role("link", name="Total", exact=True).click()
+        api = self.api_post("/api/query-transaction-range", {"min_amount": 0, "max_amount": 100000, "limit": 50}).json()
+        expect(self.page.locator("th[aria-sort=descending]")).to_have_text("Total ▼")
+        self.assertEqual(
+            self.range_rows_on_page(), [(row["customer_id"], Decimal(str(row["total_transaction_amount"]))) for row in api]
+        )
+
+        # A customer's transactions sort by amount, in place.
+        self.page.goto(self.url("/customers/5/"))
+        self.page.get_by_test_id("customer-transactions").get_by_role("link", name="Amount").click()
+        expect(self.page).to_have_url(self.url("/customers/5/?sort=-amount"))
+        amounts = [Decimal(cell.get_attribute("data-amount"))
+                   for cell in self.page.locator("[data-testid=customer-transactions] [data-amount]").all()]
+        self.assertEqual(amounts, sorted(amounts, reverse=True))
+        self.assertGreater(len(amounts), 1)
+
+    def test_a_date_preset_sets_the_dates_and_runs_the_report(self):
+        sample_data()  # 2024: outside every preset but "last year" in 2025
+        today = dt.datetime.now(dt.timezone.utc).date()
+        store(
+            record(customer_id=501, name="Recent", transaction_amount="100.00",
+                   transaction_datetime=f"{(today - dt.timedelta(days=3)).isoformat()}T09:00:00Z"),
+            record(customer_id=502, name="Two months ago", transaction_amount="100.00",
+                   transaction_datetime=f"{(today - dt.timedelta(days=60)).isoformat()}T09:00:00Z"),
+        )
+        self.log_in("/reports/range/")
+        self.page.get_by_label("Minimum total").fill("0")
+        self.page.get_by_label("Maximum total").fill("100000")
+        self.page.get_by_label("Period").select_option("last-30-days")  # runs the report at once
+        expect(self.page.get_by_test_id("total-count")).to_have_text("1 customer matches.")
+        expect(self.page.get_by_label("From (optional)")).to_have_value((today - dt.timedelta(days=29)).isoformat())
+        expect(self.page.get_by_label("Up to (optional)")).to_have_value(today.isoformat())
+        self.assertIn("period=last-30-days", self.page.url)
+        self.page.get_by_label("Period").select_option("last-90-days")
+        expect(self.page.get_by_test_id("total-count")).to_have_text("2 customers match.")
+        names = {link.inner_text() for link in self.page.locator("[data-testid=range-rows] tbody td a").all()}
+        self.assertEqual(names, {"Recent", "Two months ago"})
+
+    def test_drill_down_from_a_histogram_band_and_from_a_month_bar(self):
+        sample_data()
+        self.log_in("/reports/range/?min_amount=0&max_amount=100000")
+        histogram = self.page.locator("figure.chart.chart--drawn")
+        expect(histogram).to_have_count(1)
+        first_band = self.page.locator("[data-band]").first.get_attribute("href")
+        band_customers = int(self.page.locator(".chart__data tbody td[data-value]").first.get_attribute("data-value"))
+        self.click_bar(histogram, 0)
+        expect(self.page).to_have_url(self.url(first_band))
+        expect(self.page.get_by_test_id("total-count")).to_have_text(
+            f"{band_customers} customer{'s' if band_customers != 1 else ''} match{'es' if band_customers == 1 else ''}."
+        )
+        # Every customer in the band lies in it.
+        low, high = (Decimal(value) for value in (self.page.get_by_label("Minimum total").input_value(),
+                                                  self.page.get_by_label("Maximum total").input_value()))
+        self.assertTrue(all(low <= total <= high for _, total in self.range_rows_on_page()))
+
+        self.page.goto(self.url("/"))
+        months = self.page.locator("figure.chart.chart--drawn")
+        expect(months).to_have_count(1)
+        self.click_bar(months, 1)  # February 2024
+        expect(self.page).to_have_url(
+            self.url("/reports/range/?min_amount=0&max_amount=999999999999999999.99&start=2024-02-01&time_period=2024-02-29")
+        )
+        api = self.api_post(
+            "/api/query-transaction-range",
+            {"min_amount": 0, "max_amount": "999999999999999999.99", "start": "2024-02-01T00:00:00",
+             "time_period": "2024-02-29T23:59:59.999999"},
+        )
+        expect(self.page.get_by_test_id("total-count")).to_have_text(f"{api.headers['x-total-count']} customers match.")
+        self.assertEqual(
+            self.range_rows_on_page(),
+            [(row["customer_id"], Decimal(str(row["total_transaction_amount"]))) for row in api.json()[:50]],
+        )
+
+    def test_save_a_segment_then_export_it_and_see_who_entered(self):
+        sample_data()
+        self.log_in("/reports/range/")
+        self.page.get_by_label("Minimum total").fill("500")
+        self.page.get_by_label("Maximum total").fill("100000")
+        self.page.get_by_label("State (optional)").select_option("Punjab")
+        self.page.get_by_role("button", name="Run report").click()
+        expect(self.page.locator("#range-results")).to_be_visible()
+        report_count = self.page.get_by_test_id("total-count").inner_text().split()[0]
+        report_rows = self.range_rows_on_page()
+        self.page.get_by_label("Segment name").fill("Punjab, ₹500 and up")
+        self.page.get_by_role("button", name="Save as segment").click()
+        expect(self.page.get_by_role("heading", level=1)).to_have_text("Punjab, ₹500 and up")
+        segment_id = int(self.page.url.rstrip("/").rsplit("/", 1)[1])
+        expect(self.page.get_by_test_id("segment-count")).to_have_text(report_count)
+        self.assertEqual(self.range_rows_on_page(), report_rows)
+        expect(self.page.get_by_test_id("segment-last-export")).to_have_text("never")
+        members = self.page.request.get(self.url(f"/api/segments/{segment_id}/customers/"))
+        self.assertEqual(members.headers["x-total-count"], report_count)
+
+        exported = self.download_csv_by_button("Export CSV")
+        self.assertEqual(exported[0], ["customer_id", "name", "total_transaction_amount"])
+        self.assertEqual(
+            [(int(row[0]), row[1], Decimal(row[2])) for row in exported[1:]],
+            [(row["customer_id"], row["name"], Decimal(str(row["total_transaction_amount"]))) for row in members.json()],
+        )
+        # A new big spender in Punjab enters the segment; the page says so after the export.
+        self.api_post("/api/ingest-data", record(customer_id=900, name="Newcomer", transaction_amount="9000.00",
+                                                 state="Punjab", pincode="141001", transaction_datetime="2024-07-01T00:00:00Z"))
+        self.page.reload()
+        expect(self.page.get_by_test_id("segment-entered")).to_have_text("1")
+        expect(self.page.get_by_test_id("segment-left")).to_have_text("0")
+        expect(self.page.get_by_test_id("entered-list")).to_have_text("Newcomer (900)")
+        self.assertNotEqual(self.page.get_by_test_id("segment-last-export").inner_text(), "never")
+        self.screenshot("segment")
+
+        self.page.get_by_role("navigation", name="Main").get_by_role("link", name="Segments").click()
+        row = self.page.locator(f"[data-testid=segments] tr[data-segment-id='{segment_id}']")
+        expect(row.locator("[data-members]")).to_have_text(str(int(report_count) + 1))
+        self.screenshot("segments")
+
+    def test_dark_mode_follows_the_system_setting(self):
+        sample_data()
+        self.log_in("/reports/range/?min_amount=0&max_amount=100000")
+        background = "() => getComputedStyle(document.documentElement).backgroundColor"
+        self.assertEqual(self.page.evaluate(background), "rgb(245, 247, 250)")
+        dark = self.browser.new_context(
+            viewport={"width": 1280, "height": 900}, color_scheme="dark", storage_state=self.context.storage_state()
+        )
+        try:
+            page = dark.new_page()
+            page.goto(self.page.url)
+            expect(page.locator("figure.chart.chart--drawn")).to_have_count(1)
+            self.assertEqual(page.evaluate(background), "rgb(18, 22, 28)")
+            # The chart's bars take the scheme's brand colour.
+            bar = page.locator("figure.chart").evaluate("fig => fig._chart.data.datasets[0].backgroundColor")
+            self.assertEqual(bar, "#8fb4ff")
+            page.screenshot(path=str(SCREENSHOTS / "range-report-dark.png"), full_page=False)
+        finally:
+            dark.close()
+
+    def download_csv_by_button(self, button_name: str) -> list[list[str]]:
+        with self.page.expect_download() as download_info:
+            self.page.get_by_role("button", name=button_name).click()
+        path = download_info.value.path()
+        return list(csv.reader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
+
+    def test_top_customer_cards_by_total_and_a_pincode_search(self):
+        sample_data()
+        self.log_in("/reports/top-customers/?state=Punjab")
+        expect(self.page.locator(".pincode-card")).to_have_count(2)
+        self.page.get_by_label("Cards by").select_option("total")
+        expect(self.page).to_have_url(self.url("/reports/top-customers/?state=Punjab&limit=&start=&time_period=&pincode=&order=total"))
+        totals = [Decimal(card.get_attribute("data-card-total")) for card in self.page.locator("[data-card-total]").all()]
+        self.assertEqual(totals, sorted(totals, reverse=True))
+        self.page.get_by_label("Pincode (optional)").fill("16")
+        self.page.get_by_role("button", name="Show top customers").click()
+        expect(self.page.locator(".pincode-card")).to_have_count(1)
+        expect(self.page.locator(".pincode-card")).to_have_attribute("data-pincode", "160001")
+        self.page.get_by_test_id("pincode-jump").get_by_role("link", name="160001").click()
+        expect(self.page).to_have_url(self.url("/reports/top-customers/?state=Punjab&limit=&start=&time_period=&pincode=16&order=total#pincode-160001"))

@@ -24,7 +24,7 @@ class CustomerPageTests(DashboardTestMixin, TestCase):
         response = self.client.get("/customers/42/")
         self.assertEqual(response.status_code, 200)
         self.assertContains(response, "<h1>Meera</h1>", html=True)
-        self.assertContains(response, '<dd data-testid="customer-total">300.00</dd>', html=True)
+        self.assertContains(response, '<dd data-testid="customer-total">₹300.00</dd>', html=True)
         self.assertEqual(
             [(row["pincode"], row["state"], row["transaction_count"]) for row in response.context["pincodes"]],
             [("110001", "Delhi", 2), ("560001", "Karnataka", 1)],
@@ -51,7 +51,7 @@ class CustomerPageTests(DashboardTestMixin, TestCase):
         )
         self.assertContains(
             response,
-            '<tr><th scope="row">2023-12</th><td class="num" data-value="0.00">0.00</td><td class="num">0</td></tr>',
+            '<tr><th scope="row">2023-12</th><td class="num" data-value="0.00">₹0.00</td><td class="num">0</td></tr>',
             html=True,
         )
         self.assertContains(response, '<th scope="row">2024-01</th>', html=True)

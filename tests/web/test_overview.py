@@ -56,9 +56,14 @@ class OverviewPageTests(DashboardTestMixin, TestCase):
         self.assertEqual(totals.newest_transaction.isoformat(), "2024-03-01T00:00:00+00:00")
         months = [(m.month.isoformat(), m.transactions, str(m.total_amount)) for m in response.context["months"]]
         self.assertEqual(months, [("2024-01-01", 2, "300.50"), ("2024-03-01", 1, "50.25")])
-        # The chart's numbers are also in a table.
-        self.assertContains(response, '<th scope="row">2024-01</th><td class="num" data-value="300.50">300.50</td>', html=False)
-        self.assertContains(response, "350.75")
+        # The chart's numbers are also in a table, each month a link to its range report.
+        self.assertContains(
+            response,
+            '<th scope="row"><a href="/reports/range/?min_amount=0&amp;max_amount=999999999999999999.99&amp;start=2024-01-01'
+            '&amp;time_period=2024-01-31" data-month>2024-01</a></th><td class="num" data-value="300.50">₹300.50</td>',
+            html=False,
+        )
+        self.assertContains(response, '<dd data-testid="total-amount">₹350.75</dd>', html=True)
         self.assertContains(response, "2024-03-01 00:00 UTC")
 
     def test_new_transactions_show_at_once_despite_the_month_cache(self):

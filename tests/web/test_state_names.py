@@ -41,11 +41,11 @@ class StateNameTests(DashboardTestMixin, TestCase):
         karnataka_in_two_spellings()
         response = self.client.get("/customers/1/")
         self.assertEqual([row["state"] for row in response.context["pincodes"]], ["Karnataka"])
-        self.assertContains(response, "<td>Karnataka</td>", count=2, html=True)  # by pincode, transactions
+        self.assertContains(response, "<td data-label=\"State\">Karnataka</td>", count=2, html=True)  # by pincode, transactions
         self.assertNotContains(response, "KARNATAKA")
         # The transaction list alone (HTMX paging) too.
         partial = self.htmx_get("/customers/1/")
-        self.assertContains(partial, "<td>Karnataka</td>", count=1, html=True)
+        self.assertContains(partial, "<td data-label=\"State\">Karnataka</td>", count=1, html=True)
         self.assertNotContains(partial, "KARNATAKA")
 
     def test_state_picker_offers_each_state_once_by_its_name(self):

@@ -88,7 +88,7 @@ class TopCustomersPageTests(DashboardTestMixin, TestCase):
     def test_export_lists_every_pincode_and_rank(self):
         punjab_and_delhi()
         response = self.client.get(URL + "export.csv", {"state": "Punjab"})
-        self.assertEqual(response["Content-Disposition"], 'attachment; filename="top-customers.csv"')
+        self.assertEqual(response["Content-Disposition"], 'attachment; filename="top-customers-punjab.csv"')
         rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
         self.assertEqual(
             rows,
@@ -104,3 +104,55 @@ class TopCustomersPageTests(DashboardTestMixin, TestCase):
     def test_invalid_export_goes_back_to_the_form(self):
         response = self.client.get(URL + "export.csv", {"state": ""})
         self.assertRedirects(response, URL + "?state=", fetch_redirect_response=False)
+
+
+class TopCustomersCardPagesTests(DashboardTestMixin, TestCase):
+    """Many customers a pincode: the cards are paged (about 500 rows a page), the jump links
+    lead to the page holding each pincode, and the export keeps every card."""
+
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        # Seven pincodes of Punjab, two customers each.
+        store(*[
+            record(customer_id=pincode_index * 10 + n, name=f"c{pincode_index}-{n}", transaction_amount=f"{n}0.00",
+                   pincode=f"14{pincode_index:04d}", state="Punjab")
+            for pincode_index in range(1, 8) for n in (1, 2)
+        ])
+
+    def pincodes_of(self, response) -> list[str]:
+        return [card["pincode"] for card in response.context["cards"]]
+
+    def test_with_100_a_pincode_five_cards_make_a_page(self):
+        first = self.client.get(URL, {"state": "Punjab", "limit": "100"})
+        self.assertEqual(self.pincodes_of(first), ["140001", "140002", "140003", "140004", "140005"])
+        self.assertContains(first, "7 pincodes")
+        self.assertContains(first, "Pincodes 1–5 of 7")
+        # A pincode on this page is jumped to in place; one on the next page opens that page.
+        self.assertContains(first, '<a href="#pincode-140005">140005</a>', html=True)
+        self.assertContains(
+            first, '<a href="/reports/top-customers/?state=Punjab&amp;limit=100&amp;page=2#pincode-140006">140006</a>', html=True
+        )
+        self.assertContains(first, 'rel="next"')
+        second = self.client.get(URL, {"state": "Punjab", "limit": "100", "page": "2"})
+        self.assertEqual(self.pincodes_of(second), ["140006", "140007"])
+        self.assertContains(second, "Pincodes 6–7 of 7")
+        self.assertContains(second, '<a href="/reports/top-customers/?state=Punjab&amp;limit=100&amp;page=1#pincode-140001">140001</a>', html=True)
+
+    def test_with_the_default_five_every_card_is_on_one_page_without_a_pager(self):
+        response = self.client.get(URL, {"state": "Punjab"})
+        self.assertEqual(len(self.pincodes_of(response)), 7)
+        self.assertNotContains(response, 'aria-label="Pincode pages"')
+        self.assertNotContains(response, "data-testid=\"card-range\"")
+
+    def test_an_htmx_page_of_cards_is_the_partial(self):
+        response = self.htmx_get(URL, {"state": "Punjab", "limit": "100", "page": "2"})
+        self.assertTemplateUsed(response, "web/reports/_top_customers_report.html")
+        self.assertNotContains(response, "<html")
+        self.assertEqual(self.pincodes_of(response), ["140006", "140007"])
+
+    def test_the_export_holds_every_pincode_whatever_the_page(self):
+        response = self.client.get(URL + "export.csv", {"state": "Punjab", "limit": "100", "page": "2"})
+        rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+        self.assertEqual(len(rows), 1 + 14)
+        self.assertEqual({row[0] for row in rows[1:]}, {f"14{i:04d}" for i in range(1, 8)})

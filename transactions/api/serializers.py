@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from transactions import validation
+from transactions import selectors, validation
 from transactions.privacy import mob_no_for
 
 MAX_AMOUNT_BOUND = Decimal("999999999999999999.99")  # the largest total a customer can hold
@@ -194,6 +194,37 @@ class TransactionRangeQuerySerializer(_WindowSerializer):
         if attrs["min_amount"] > attrs["max_amount"]:
             raise serializers.ValidationError({"max_amount": ["max_amount must not be less than min_amount."]})
         return attrs
+
+
+class RangeReportQuerySerializer(TransactionRangeQuerySerializer):
+    """A range query with the dashboard's filters, as saved in a segment.
+
+    `state` and `pincode` narrow the transactions that count to that state (case-insensitive)
+    and pincode; `period` is a window relative to today (``selectors.PERIODS``), instead of
+    `start`/`time_period`.
+    """
+
+    state = StateField(required=False, help_text="Only transactions in this state count (case-insensitive).")
+    pincode = PincodeField(required=False, help_text="Only transactions in this pincode count.")
+    period = serializers.ChoiceField(
+        choices=list(selectors.PERIODS.items()),
+        required=False,
+        help_text="A window relative to today, evaluated each time: instead of start and time_period.",
+    )
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if "period" in attrs and ("start" in attrs or "time_period" in attrs):
+            raise serializers.ValidationError({"period": ["Give a period or start/time_period, not both."]})
+        return attrs
+
+
+class SegmentCreateSerializer(RangeReportQuerySerializer):
+    """A segment: a name and a range query with the dashboard's filters (no paging)."""
+
+    name = NameField(help_text="Trimmed, inner whitespace collapsed; 1 to 100 characters.")
+    limit = None
+    offset = None
 
 
 class TopCustomersQuerySerializer(_WindowSerializer):

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from . import docs, imports, views
+from . import docs, imports, segments, views
 
 urlpatterns = [
     # The contract names these without a trailing slash; accept one as well.
@@ -11,6 +11,9 @@ urlpatterns = [
     path("imports/", imports.ImportListView.as_view(), name="import-list"),
     path("imports/<int:job_id>/", imports.ImportDetailView.as_view(), name="import-detail"),
     path("imports/<int:job_id>/rejected.csv", imports.ImportRejectedRowsView.as_view(), name="import-rejected"),
+    path("segments/", segments.SegmentListView.as_view(), name="segment-list"),
+    path("segments/<int:segment_id>/", segments.SegmentDetailView.as_view(), name="segment-detail"),
+    path("segments/<int:segment_id>/customers/", segments.SegmentCustomersView.as_view(), name="segment-customers"),
     path("schema/", docs.SchemaView.as_view(), name="schema"),
     path("docs/", docs.DocsView.as_view(url_name="schema"), name="swagger-ui"),
     # Anything else under /api/ is answered with a JSON 404, not the dashboard's HTML page (an

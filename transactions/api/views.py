@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import islice
 
 from django.conf import settings
 from django.db import connection
@@ -20,7 +21,7 @@ from transactions.validation import RecordInvalid, parse_transaction_record
 
 from .exceptions import DatabaseUnavailable
 from .middleware import RETRY_AFTER_SECONDS
-from .json_codec import decimal_as_json_number, dumps_exact
+from .json_codec import customer_totals_json, pincode_rankings_json
 from .permissions import CanIngestTransactions, CanViewTransactions
 from .serializers import (
     CustomerTotalSerializer,
@@ -126,27 +127,16 @@ class IngestTransactionsView(APIView):
         )
 
 
-def _customer_total_json(row: dict) -> str:
-    return dumps_exact(
-        {
-            "customer_id": row["customer_id"],
-            "name": row["name"],
-            "total_transaction_amount": decimal_as_json_number(row["total_transaction_amount"]),
-        }
+def _json_array_chunks(rows: Iterable[dict]) -> Iterator[bytes]:
+    """``customers_in_total_range`` rows (dicts) as a JSON array, a few thousand rows a chunk."""
+    rows = iter(rows)
+    batches = iter(
+        lambda: [
+            (row["customer_id"], row["name"], row["total_transaction_amount"]) for row in islice(rows, 2000)
+        ],
+        [],
     )
-
-
-def _json_array_chunks(rows) -> Iterator[bytes]:
-    """A JSON array written a few hundred rows at a time, so memory stays flat."""
-    yield b"["
-    buffer, first = [], True
-    for row in rows:
-        buffer.append(("" if first else ",") + _customer_total_json(row))
-        first = False
-        if len(buffer) >= 500:
-            yield "".join(buffer).encode("utf-8")
-            buffer = []
-    yield ("".join(buffer) + "]").encode("utf-8")
+    return customer_totals_json(batches)
 
 
 class TransactionRangeView(APIView):
@@ -168,23 +158,23 @@ class TransactionRangeView(APIView):
         query = TransactionRangeQuerySerializer(data=request.data)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        matches = selectors.customers_in_total_range(
+        # The totals are summed once (and kept until new data, as the dashboard's report keeps
+        # them): the count and every row come from that one answer.
+        rows = selectors.range_rows(
             min_amount=params["min_amount"],
             max_amount=params["max_amount"],
             start=params.get("start"),
             end=params.get("time_period") or timezone.now(),
         )
-        offset, limit = params["offset"], params.get("limit")
+        total, offset, limit = len(rows), params["offset"], params.get("limit")
+        stop = total if limit is None else min(total, offset + limit)
+        chunks = customer_totals_json(rows.batches(offset, stop))
         if limit is None:
-            # Unbounded answers are streamed from the database cursor, so memory stays flat.
-            response = StreamingHttpResponse(
-                _json_array_chunks(matches[offset:].iterator(chunk_size=2000)), content_type="application/json"
-            )
+            # Unbounded answers are streamed, so memory stays flat.
+            response = StreamingHttpResponse(chunks, content_type="application/json")
         else:
-            response = HttpResponse(
-                b"".join(_json_array_chunks(matches[offset : offset + limit])), content_type="application/json"
-            )
-        response["X-Total-Count"] = str(matches.count())
+            response = HttpResponse(b"".join(chunks), content_type="application/json")
+        response["X-Total-Count"] = str(total)
         return response
 
 
@@ -210,19 +200,8 @@ class TopCustomersView(APIView):
         by_pincode = selectors.top_customers_by_pincode(
             state=params["state"], limit=params["limit"], start=params.get("start"), end=params.get("time_period")
         )
-        return Response(
-            {
-                f"pincode_{pincode}": [
-                    {
-                        "customer_id": entry.customer_id,
-                        "name": entry.name,
-                        "total_transaction_amount": decimal_as_json_number(entry.total_transaction_amount),
-                    }
-                    for entry in ranked
-                ]
-                for pincode, ranked in by_pincode.items()
-            }
-        )
+        # Written directly (thousands of entries with limit 100): what the renderer would write.
+        return HttpResponse(pincode_rankings_json(by_pincode), content_type="application/json")
 
 
 HEALTH_SCHEMA = {

@@ -14,8 +14,8 @@ import re
 
 from django import forms
 
-from transactions import services, validation
-from transactions.api.serializers import TopCustomersQuerySerializer, TransactionRangeQuerySerializer
+from transactions import selectors, services, validation
+from transactions.api.serializers import RangeReportQuerySerializer, SegmentCreateSerializer, TopCustomersQuerySerializer
 from transactions.models import ImportJob
 
 
@@ -77,6 +77,7 @@ class SerializerRulesForm(forms.Form):
             for name, value in self.data.items()
             if name in self.fields and str(value).strip() != ""
         }
+        submitted = {name: value for name, value in submitted.items() if value != ""}
         query = self.serializer_class(data=submitted)
         if query.is_valid():
             return dict(query.validated_data)
@@ -102,17 +103,101 @@ class SerializerRulesForm(forms.Form):
 _DATE_ALONE = re.compile(r"\s*[0-9]{4}-[0-9]{2}-[0-9]{2}\s*")
 
 
+def _state_choices(states, *, empty: str) -> list[tuple[str, str]]:
+    return [("", empty)] + [
+        (row.state, f"{row.state} ({row.transactions:,} transactions, {row.pincodes:,} pincodes)") for row in states
+    ]
+
+
 class TransactionRangeForm(SerializerRulesForm):
-    serializer_class = TransactionRangeQuerySerializer
+    """The range query, its filters (state, pincode), a period instead of dates, and the order.
+
+    A period, when chosen, wins over the dates typed: the fields are shown with its dates, and
+    the report is for the period as of now (so a bookmarked "last 7 days" moves on).
+    """
+
+    serializer_class = RangeReportQuerySerializer
 
     min_amount = forms.CharField(label="Minimum total", required=False, widget=_amount_input("e.g. 50000"))
     max_amount = forms.CharField(label="Maximum total", required=False, widget=_amount_input("e.g. 200000"))
+    period = forms.CharField(
+        label="Period",
+        required=False,
+        widget=forms.Select(choices=[("", "Custom dates")] + list(selectors.PERIODS.items())),
+        help_text="A period relative to today, or custom dates.",
+    )
     start = forms.CharField(
         label="From (optional)", required=False, widget=WindowInput(), help_text=WINDOW_HELP + "all time."
     )
     time_period = forms.CharField(
         label="Up to (optional)", required=False, widget=WindowInput(), help_text=WINDOW_HELP + "now."
     )
+    state = forms.CharField(label="State (optional)", required=False, widget=forms.Select())
+    pincode = forms.CharField(
+        label="Pincode (optional)",
+        required=False,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "maxlength": "6", "placeholder": "e.g. 110001", "autocomplete": "off"}),
+        help_text="Only the transactions there count.",
+    )
+    # From the column headings' links; not a field anyone fills in.
+    sort = forms.CharField(required=False, widget=forms.HiddenInput())
+
+    def __init__(self, *args, states=(), now: dt.datetime | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["state"].widget.choices = _state_choices(states, empty="All states")
+        period = self.data.get("period", "") if self.is_bound else ""
+        if period in selectors.PERIODS:
+            window = selectors.period_window(period, now=now or dt.datetime.now(dt.timezone.utc))
+            self.data = self.data.copy()
+            self.data["start"] = window.start.date().isoformat()
+            self.data["time_period"] = window.end.date().isoformat()
+            self.period_window = window
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned and "period" in cleaned:
+            # The dates shown are the period's; the query is the period (re-evaluated each time).
+            cleaned.pop("start", None)
+            cleaned.pop("time_period", None)
+        if cleaned:
+            sort = self.data.get("sort", "")
+            cleaned["sort"] = sort if sort in selectors.RANGE_REPORT_ORDERS else selectors.RANGE_REPORT_ORDERS[0]
+        return cleaned
+
+    def _as_sent_to_the_api(self, name: str, value: str) -> str:
+        if name in ("start", "time_period") and self.data.get("period", "") in selectors.PERIODS:
+            return ""  # left out below: a period is sent instead of dates
+        return super()._as_sent_to_the_api(name, value)
+
+
+# The fields of a range query a segment saves (and a "Save as segment" form carries).
+SEGMENT_QUERY_FIELDS = ("min_amount", "max_amount", "period", "start", "time_period", "state", "pincode")
+
+
+class SegmentForm(TransactionRangeForm):
+    """"Save as segment": a name, and the range report's query as the report was run.
+
+    The query travels in hidden fields; its rules are the API's (``SegmentCreateSerializer``),
+    so a segment saved here is one ``POST /api/segments/`` would have saved.
+    """
+
+    serializer_class = SegmentCreateSerializer
+
+    name = forms.CharField(
+        label="Segment name",
+        required=False,
+        widget=forms.TextInput(attrs={"maxlength": str(validation.NAME_MAX_LENGTH), "placeholder": "e.g. Big spenders, Punjab"}),
+        help_text="Saved with this query; everyone who can see reports can see it.",
+    )
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in SEGMENT_QUERY_FIELDS:
+            self.fields[name].widget = forms.HiddenInput()
+
+    def clean(self):
+        cleaned = super().clean()
+        cleaned.pop("sort", None)
+        return cleaned
 
 
 class TopCustomersForm(SerializerRulesForm):
@@ -131,14 +216,24 @@ class TopCustomersForm(SerializerRulesForm):
     time_period = forms.CharField(
         label="Up to (optional)", required=False, widget=WindowInput(), help_text=WINDOW_HELP + "all time."
     )
+    # The page's own, not the API's: which cards are shown and in what order.
+    pincode = forms.CharField(
+        label="Pincode (optional)",
+        required=False,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "maxlength": "6", "placeholder": "e.g. 141", "autocomplete": "off"}),
+        help_text="Only the pincodes starting with these digits.",
+    )
+    order = forms.CharField(
+        label="Cards by",
+        required=False,
+        widget=forms.Select(choices=[("pincode", "Pincode"), ("total", "Total of the top customers, biggest first")]),
+    )
+    CARD_ORDERS = ("pincode", "total")
 
     def __init__(self, *args, states=(), **kwargs):
         """`states` are ``selectors.StateCount`` rows: the picker offers each with its counts."""
         super().__init__(*args, **kwargs)
-        choices = [("", "Choose a state")] + [
-            (row.state, f"{row.state} ({row.transactions:,} transactions, {row.pincodes:,} pincodes)")
-            for row in states
-        ]
+        choices = _state_choices(states, empty="Choose a state")
         sent = self.data.get("state", "") if self.is_bound else ""
         if sent and sent not in {value for value, _ in choices}:
             # States match case-insensitively; show the stored spelling, or keep a state the
@@ -151,6 +246,21 @@ class TopCustomersForm(SerializerRulesForm):
             else:
                 choices.append((sent, sent))
         self.fields["state"].widget.choices = choices
+
+    def clean(self):
+        cleaned = super().clean()
+        prefix = str(self.data.get("pincode", "")).strip()
+        if prefix and not _PINCODE_PREFIX.fullmatch(prefix):
+            self.add_error("pincode", "Enter the first digits of a pincode: 1 to 6 digits.")
+            return {}
+        if cleaned:
+            order = self.data.get("order", "")
+            cleaned["pincode_prefix"] = prefix
+            cleaned["order"] = order if order in self.CARD_ORDERS else self.CARD_ORDERS[0]
+        return cleaned
+
+
+_PINCODE_PREFIX = re.compile(r"[0-9]{1,6}")
 
 
 class ImportUploadForm(forms.Form):

@@ -7,6 +7,10 @@ service, and renders one page template, or only that page's partial when HTMX as
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+from typing import NamedTuple
+
 from django.conf import settings
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.paginator import Paginator
@@ -14,13 +18,17 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
+from django.utils.text import slugify
 from django.views import View
 
-from transactions import selectors, services
-from transactions.csv_download import csv_download
+from transactions import segment_selectors, selectors, services
+from transactions.api.serializers import MAX_AMOUNT_BOUND
+from transactions.csv_download import csv_download, customer_totals_csv_download
 from transactions.privacy import mob_no_for
+from transactions.validation import CENT
 
-from .forms import ImportUploadForm, TopCustomersForm, TransactionRangeForm
+from .forms import SEGMENT_QUERY_FIELDS, ImportUploadForm, SegmentForm, TopCustomersForm, TransactionRangeForm
 
 PAGE_SIZE = 50
 LATEST_IMPORTS = 10
@@ -46,6 +54,27 @@ def _page_of(request, rows):
     return Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
 
 
+class MonthBar(NamedTuple):
+    """A month of the overview's chart, with the query of its drill-down."""
+
+    month: dt.date
+    transactions: int
+    total_amount: Decimal
+    report_query: str
+
+
+def month_report_query(month: dt.date) -> str:
+    """The range report of one calendar month (UTC): every customer who spent in it, whatever
+    their total (a month bar's drill-down)."""
+    following = dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return urlencode({
+        "min_amount": "0",
+        "max_amount": str(MAX_AMOUNT_BOUND),
+        "start": month.isoformat(),
+        "time_period": (following - dt.timedelta(days=1)).isoformat(),
+    })
+
+
 class OverviewView(DashboardView):
     template_name = "web/overview.html"
 
@@ -54,7 +83,10 @@ class OverviewView(DashboardView):
             request,
             {
                 "totals": selectors.overview_totals(),
-                "months": selectors.amount_per_month(),
+                "months": [
+                    MonthBar(row.month, row.transactions, row.total_amount, month_report_query(row.month))
+                    for row in selectors.amount_per_month()
+                ],
                 "imports": selectors.imports_visible_to(user=request.user)[:LATEST_IMPORTS],
             },
         )
@@ -63,14 +95,54 @@ class OverviewView(DashboardView):
 # --- Range report ---------------------------------------------------------------------------
 
 
-def _range_query(params: dict) -> dict:
-    """The API's query, as the API runs it: the window ends now unless time_period says."""
-    return {
-        "min_amount": params["min_amount"],
-        "max_amount": params["max_amount"],
-        "start": params.get("start"),
-        "end": params.get("time_period") or timezone.now(),
-    }
+def _range_query(params: dict, *, now: dt.datetime | None = None) -> dict:
+    """The selectors' query, as the API runs it and a segment saves it
+    (``segment_selectors.range_report_arguments``)."""
+    return segment_selectors.range_report_arguments(
+        **{name: params.get(name) for name in SEGMENT_QUERY_FIELDS}, now=now
+    )
+
+
+# The range report's sortable columns: (label, ascending order, descending order, numeric).
+RANGE_COLUMNS = [
+    ("Customer", "name", "-name", False),
+    ("Customer ID", "customer_id", "-customer_id", True),
+    ("Total", "total", "-total", True),
+]
+
+
+def sortable_columns(*, columns, current: str, query_string: str, param: str = "sort") -> list[dict]:
+    """Each column heading's link: a click sorts by it (descending first for numbers), a second
+    click reverses; ``aria-sort`` tells which column the rows are sorted by. `param` names the
+    query parameter (a page with two sortable tables gives each its own)."""
+    headings = []
+    for label, ascending, descending, numeric in columns:
+        if current == ascending:
+            state, next_order = "ascending", descending
+        elif current == descending:
+            state, next_order = "descending", ascending
+        else:
+            state, next_order = None, descending if numeric else ascending
+        link = f"{query_string}&{param}={next_order}" if query_string else f"{param}={next_order}"
+        headings.append({"label": label, "aria_sort": state, "query": link, "numeric": numeric})
+    return headings
+
+
+def _query_without(request, *names: str) -> str:
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    return query.urlencode()
+
+
+def _drill_down_query(request, bucket: selectors.TotalsBucket, *, last: bool) -> str:
+    """The report narrowed to one band of the histogram: [low, high), or [low, high] for the last."""
+    query = request.GET.copy()
+    for name in ("page", "min_amount", "max_amount"):
+        query.pop(name, None)
+    query["min_amount"] = str(bucket.low)
+    query["max_amount"] = str(bucket.high if last else max(bucket.low, bucket.high - CENT))
+    return query.urlencode()
 
 
 class RangeReportView(DashboardView):
@@ -78,37 +150,75 @@ class RangeReportView(DashboardView):
     partial_template_name = "web/reports/_range_report.html"
 
     def get(self, request):
-        form = TransactionRangeForm(request.GET) if request.GET else TransactionRangeForm()
+        states = selectors.states_with_counts()
+        form = TransactionRangeForm(request.GET or None, states=states)
         context = {"form": form, "query_string": ""}
         if form.is_bound and form.is_valid():
-            report = selectors.range_report(**_range_query(form.cleaned_data))
+            order = form.cleaned_data["sort"]
+            report = selectors.range_report(**_range_query(form.cleaned_data), order=order)
+            query_string = _query_without(request, "page")
+            buckets = report.summary.buckets
             context.update(
                 summary=report.summary,
                 page=_page_of(request, report.rows),
-                query_string=_query_without_page(request),
+                query_string=query_string,
+                columns=sortable_columns(
+                    columns=RANGE_COLUMNS, current=order, query_string=_query_without(request, "page", "sort")
+                ),
+                bands=[
+                    {"bucket": bucket, "query": _drill_down_query(request, bucket, last=index == len(buckets) - 1)}
+                    for index, bucket in enumerate(buckets)
+                ],
+                export_query=_query_without(request, "page", "sort"),
+                segment_form=SegmentForm(auto_id="segment_%s", initial={name: form.data.get(name, "") for name in SEGMENT_QUERY_FIELDS}),
             )
         return self.render_page(request, context, status=400 if form.is_bound and form.errors else 200)
 
 
-def _query_without_page(request) -> str:
-    query = request.GET.copy()
-    query.pop("page", None)
-    return query.urlencode()
+def _export_name(prefix: str, *parts: object) -> str:
+    """A download's file name carrying its query: ``range-10000-100000-2024-01-01.csv``.
+
+    Amounts keep their decimal point; anything else is slugified (a state's spaces become dashes).
+    """
+    words = [prefix] + [
+        format(part, "f") if isinstance(part, Decimal) else slugify(str(part)) for part in parts if part not in (None, "")
+    ]
+    return "-".join(word for word in words if word) + ".csv"
+
+
+def _day_or_moment(value: dt.datetime | None) -> str | None:
+    """A window bound in a file name: its date, with the time when it isn't a whole day's edge."""
+    if value is None:
+        return None
+    value = value.astimezone(dt.timezone.utc)
+    if value.time() in (dt.time.min, dt.time.max):
+        return value.date().isoformat()
+    return value.strftime("%Y-%m-%dT%H%M%S")
+
+
+def range_export_name(params: dict) -> str:
+    window = (
+        [params["period"]]
+        if params.get("period")
+        else [_day_or_moment(params.get("start")), "to" if params.get("time_period") else None,
+              _day_or_moment(params.get("time_period"))]
+    )
+    amounts = [value.normalize() for value in (params["min_amount"], params["max_amount"])]
+    return _export_name("range", *amounts, *window, params.get("state"), params.get("pincode"))
 
 
 class RangeReportExportView(DashboardView):
-    """Every match of a range query as CSV, streamed from the database cursor."""
+    """Every match of a range query as CSV, streamed batch by batch."""
 
     def get(self, request):
         form = TransactionRangeForm(request.GET)
         if not form.is_valid():
             return redirect(f"{reverse('web:range-report')}?{request.GET.urlencode()}")
-        rows = (
-            (row["customer_id"], row["name"], row["total_transaction_amount"])
-            for row in selectors.customers_in_total_range(**_range_query(form.cleaned_data)).iterator(chunk_size=2000)
-        )
-        return csv_download(
-            file_name="range-report.csv", header=["customer_id", "name", "total_transaction_amount"], rows=rows
+        # The API's whole answer, read and written as the API writes it (the report's kept sums
+        # for a window, the running totals for all time), as CSV.
+        rows = selectors.range_rows(**_range_query(form.cleaned_data))
+        return customer_totals_csv_download(
+            file_name=range_export_name(form.cleaned_data), batches=rows.batches(0, len(rows))
         )
 
 
@@ -116,9 +226,31 @@ class RangeReportExportView(DashboardView):
 
 
 def _top_customers(params: dict) -> dict[str, list[selectors.CustomerTotal]]:
-    return selectors.top_customers_by_pincode(
+    """The report's cards: the pincodes starting with the typed digits, by pincode or by the
+    total of their top customers (biggest first, then by pincode)."""
+    by_pincode = selectors.top_customers_by_pincode(
         state=params["state"], limit=params["limit"], start=params.get("start"), end=params.get("time_period")
     )
+    prefix = params.get("pincode_prefix", "")
+    cards = [(pincode, ranked) for pincode, ranked in by_pincode.items() if pincode.startswith(prefix)]
+    if params.get("order") == "total":
+        cards.sort(key=lambda card: (-sum(entry.total_transaction_amount for entry in card[1]), card[0]))
+    return dict(cards)
+
+
+# About this many customers' rows on one page of pincode cards: the cards are paged beyond it
+# (at least MIN_CARDS_PER_PAGE cards a page). With the default 5 a pincode, a state's first
+# hundred pincodes are on one page; with 100 a pincode, five cards (~100 KB of HTML, where all
+# 40 of the largest state's took 780 KB and 0.4 s to render).
+CARD_ROWS_PER_PAGE = 500
+MIN_CARDS_PER_PAGE = 5
+
+
+def _customer_path_prefix() -> str:
+    """The customer page's path without the id ("/customers/"), for a page linking hundreds of
+    customers: a {% url %} per link took a third of the top-customers page's time."""
+    path = reverse("web:customer", args=[0])
+    return path.removesuffix("0/")
 
 
 class TopCustomersView(DashboardView):
@@ -130,10 +262,30 @@ class TopCustomersView(DashboardView):
         form = TopCustomersForm(request.GET or None, states=states)
         context = {"form": form, "states": states, "query_string": ""}
         if form.is_bound and form.is_valid():
+            by_pincode = _top_customers(form.cleaned_data)
+            cards_per_page = max(MIN_CARDS_PER_PAGE, CARD_ROWS_PER_PAGE // form.cleaned_data["limit"])
+            page = Paginator(list(by_pincode.items()), cards_per_page).get_page(request.GET.get("page"))
+            query_string = _query_without(request, "page")
             context.update(
-                by_pincode=_top_customers(form.cleaned_data),
+                by_pincode=by_pincode,
+                page=page,
+                cards=[
+                    {
+                        "pincode": pincode,
+                        "ranked": ranked,
+                        "total": sum((entry.total_transaction_amount for entry in ranked), Decimal("0.00")),
+                    }
+                    for pincode, ranked in page.object_list
+                ],
+                # Every pincode's jump link; one on another page of cards opens that page.
+                jumps=[
+                    {"pincode": pincode, "page": index // cards_per_page + 1}
+                    for index, pincode in enumerate(by_pincode)
+                ],
                 state=form.cleaned_data["state"],
-                query_string=request.GET.urlencode(),
+                query_string=query_string,
+                export_query=query_string,
+                customer_path=_customer_path_prefix(),
             )
         return self.render_page(request, context, status=400 if form.is_bound and form.errors else 200)
 
@@ -148,14 +300,33 @@ class TopCustomersExportView(DashboardView):
             for pincode, ranked in _top_customers(form.cleaned_data).items()
             for rank, entry in enumerate(ranked, start=1)
         )
+        params = form.cleaned_data
         return csv_download(
-            file_name="top-customers.csv",
+            file_name=_export_name(
+                "top-customers", params["state"], params.get("pincode_prefix"),
+                _day_or_moment(params.get("start")), "to" if params.get("time_period") else None,
+                _day_or_moment(params.get("time_period")),
+            ),
             header=["pincode", "rank", "customer_id", "name", "total_transaction_amount"],
             rows=rows,
         )
 
 
 # --- Customer -------------------------------------------------------------------------------
+
+
+# The customer page's sortable tables: (label, ascending, descending, numeric), as RANGE_COLUMNS.
+TRANSACTION_COLUMNS = [("When (UTC)", "when", "-when", True), ("Amount", "amount", "-amount", True)]
+PINCODE_COLUMNS = [
+    ("Pincode", "pincode", "-pincode", False),
+    ("Transactions", "transactions", "-transactions", True),
+    ("Total", "total", "-total", True),
+]
+
+
+def _order_from(request, param: str, orders, default: str) -> str:
+    order = request.GET.get(param, "")
+    return order if order in orders else default
 
 
 class CustomerView(DashboardView):
@@ -166,18 +337,35 @@ class CustomerView(DashboardView):
         customer = selectors.customer_with_totals(customer_id=customer_id)
         if customer is None:
             raise Http404("No customer with this id.")
-        transactions = _page_of(request, selectors.transactions_of(customer_id=customer_id))
+        order = _order_from(request, "sort", selectors.CUSTOMER_TRANSACTION_ORDERS, "-when")
+        transactions = _page_of(request, selectors.transactions_of_in_order(customer_id=customer_id, order=order))
         transactions.object_list = selectors.with_state_names(transactions.object_list)
         context = {
             "customer": customer,
             "mob_no": mob_no_for(request.user, customer.mob_no),
             "transactions": transactions,
+            "query_string": _query_without(request, "page"),
+            "transaction_columns": sortable_columns(
+                columns=TRANSACTION_COLUMNS, current=order, query_string=_query_without(request, "page", "sort")
+            ),
         }
         if not (request.htmx and not request.htmx.history_restore_request):
             # The partial is the transaction list alone; the rest only for the whole page.
+            pincode_order = _order_from(request, "pincode_sort", selectors.CUSTOMER_PINCODE_ORDERS, "-total")
             context.update(
-                pincodes=selectors.pincode_breakdown_of(customer_id=customer_id),
+                pincodes=selectors.pincode_breakdown_in_order(customer_id=customer_id, order=pincode_order),
+                pincode_columns=sortable_columns(
+                    columns=PINCODE_COLUMNS, current=pincode_order, param="pincode_sort",
+                    query_string=_query_without(request, "pincode_sort"),
+                ),
                 months=selectors.customer_amount_per_month(customer_id=customer_id),
+                # Operators correct customers in the admin: link there for whoever may open it.
+                admin_url=(
+                    reverse("admin:transactions_customer_change", args=[customer.pk])
+                    if request.user.is_staff
+                    and (request.user.has_perm("transactions.view_customer") or request.user.has_perm("transactions.change_customer"))
+                    else None
+                ),
             )
         return self.render_page(request, context)
 
@@ -213,8 +401,18 @@ class UploadView(DashboardView):
         )
         if request.htmx:
             job.refresh_from_db()  # the immediate task backend may have run it already
-            return render(request, "web/imports/_import_status.html", {"job": job}, status=201)
+            return render(request, "web/imports/_import_status.html", _import_status_context(request, job), status=201)
         return redirect("web:import-status", job_id=job.pk)
+
+
+FIRST_REJECTED_ROWS = 10
+
+
+def _import_status_context(request, job) -> dict:
+    context = {"job": job}
+    if job.rejected and job.status in (job.Status.DONE, job.Status.FAILED):
+        context["first_rejected"] = selectors.first_rejected_rows_of(job=job, user=request.user, limit=FIRST_REJECTED_ROWS)
+    return context
 
 
 class ImportStatusView(LoginRequiredMixin, View):
@@ -222,7 +420,24 @@ class ImportStatusView(LoginRequiredMixin, View):
 
     def get(self, request, job_id: int):
         job = get_object_or_404(selectors.imports_visible_to(user=request.user), pk=job_id)
+        context = _import_status_context(request, job)
         if request.htmx and not request.htmx.history_restore_request:
-            return render(request, "web/imports/_import_status.html", {"job": job})
-        return render(request, "web/imports/import_status.html", {"job": job})
+            return render(request, "web/imports/_import_status.html", context)
+        return render(request, "web/imports/import_status.html", context)
+
+
+class ImportRejectedRecordsView(LoginRequiredMixin, View):
+    """The rejected rows as a file to fix and upload again: the seven fields and a reason.
+
+    Visible to whoever may see the import; masked as its rejected rows are
+    (``selectors.rejected_rows_as_records``).
+    """
+
+    def get(self, request, job_id: int):
+        job = get_object_or_404(selectors.imports_visible_to(user=request.user), pk=job_id)
+        return csv_download(
+            file_name=f"import-{job.pk}-rejected-rows-to-fix.csv",
+            header=[*selectors.REJECTED_RECORD_FIELDS, "reason"],
+            rows=selectors.rejected_rows_as_records(job=job, user=request.user),
+        )
 

@@ -24,6 +24,7 @@ class Command(BaseCommand):
             outcomes = services.ingest_transactions(records=[parse_transaction_record(raw) for raw in batch])
             for outcome in outcomes:
                 counts[outcome.status] += 1
+        services.fold_summary_deltas()
         self.stdout.write(
             f"Demo data: {rows} records: {counts['created']} created, "
             f"{counts['duplicate']} duplicates, {counts['conflict']} conflicts."

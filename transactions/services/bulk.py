@@ -1,0 +1,226 @@
+"""Storing a big batch set-based, through the database's own bulk loader.
+
+Where the database has one (``has_bulk_loader``: LOAD DATA LOCAL INFILE on MariaDB/MySQL),
+``ingest_transactions`` hands batches of ``MIN_RECORDS`` or more (a file import's chunk, a large
+API batch) to ``store_in_bulk`` instead of writing them row by row (``ingest._store``), whose
+SQL literals and per-row statements cost more than the server's own work:
+
+1. the first record of each key is written to a file and loaded into a staging table of this
+   connection (TEMPORARY: no other session sees it; a Galera cluster does not replicate it, and
+   replicates what is inserted from it as row events);
+2. one join finds the staged keys that are stored already; they leave the staging table, and
+   Python tells duplicates from conflicts by the API's rule (``ingest._same_payment``);
+3. grouped statements add what is left to the customers (in id order, which takes their row
+   locks in the order ``ingest`` takes them), store the transactions (INSERT ... SELECT), add
+   to the per-pincode totals and append the month and pincode deltas.
+
+All of it runs in the caller's transaction. The look-up takes no locks: a key another writer
+stores meanwhile makes the INSERT fail on the unique constraint (IntegrityError), and
+``ingest_transactions`` runs the batch again, as it does for its own path.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+
+from django.db import DatabaseError, connection
+from django.utils import timezone
+
+from .. import selectors
+from ..models import Customer, CustomerPincodeTotal, MonthlyTotalDelta, PincodeTotalDelta, Transaction
+from ..sql import operations
+from ..validation import TransactionRecord
+from . import totals
+from .rows import adding, column
+
+# Below this many records the staging table's set-up (a file, five statements more) costs more
+# than it saves (measured: docs/PERFORMANCE.md, "Set-based import").
+MIN_RECORDS = 200
+
+STAGING_TABLE = "cdp_staged_transactions"
+# The staged columns: the transaction's own, and ``seq``, the record's index in the batch.
+STAGED_FIELDS = ["customer", "name", "mob_no", "transaction_amount", "transaction_datetime", "pincode", "state", "state_key"]
+STAGED_ATTRIBUTES = ["customer_id", *STAGED_FIELDS[1:]]  # of a TransactionRecord
+
+
+def writes_in_bulk(records: Sequence[TransactionRecord], *, minimum: int = MIN_RECORDS) -> bool:
+    """Whether ``ingest_transactions`` stores these records with ``store_in_bulk``."""
+    return len(records) >= minimum and operations().has_bulk_loader
+
+
+def store_in_bulk(records: Sequence[TransactionRecord]) -> list:
+    """Store the records (in the caller's transaction); one ``IngestOutcome`` per record."""
+    from .ingest import IngestOutcome, _same_payment  # ingest routes big batches here
+
+    # The first record of each key is the one that may be stored (a later one's index is
+    # overwritten by the earlier one's, walking backwards).
+    first_of_key = {records[index].key: index for index in range(len(records) - 1, -1, -1)}
+    ops = operations()
+    with connection.cursor() as cursor:
+        for statement in ops.bulk_session_statements():
+            cursor.execute(statement)
+        cursor.execute(ops.drop_staging_table(table=STAGING_TABLE))  # left by a rolled-back attempt
+        cursor.execute(ops.create_staging_table(
+            table=STAGING_TABLE, columns=_staging_columns(), primary_key=[_column("customer"), _column("transaction_datetime")]
+        ))
+        try:
+            _load(cursor, records, list(first_of_key.values()))
+            stored = _stored_repeats(cursor)  # seq -> what the stored row says
+            if stored:
+                cursor.execute(f"DELETE FROM {_quote(STAGING_TABLE)} WHERE seq IN ({', '.join(['%s'] * len(stored))})",
+                               list(stored))
+            staged = len(first_of_key) - len(stored)
+            if staged:
+                # Customers first: their row locks, in id order, before any transaction row.
+                _add_to_customers(cursor)
+                _insert_transactions(cursor, staged)
+                _add_to_pincode_totals(cursor)
+                _append_summary_deltas(cursor)
+        except BaseException:
+            try:  # the next attempt drops it anyway; the error that got here is the one to tell
+                cursor.execute(ops.drop_staging_table(table=STAGING_TABLE))
+            except DatabaseError:
+                pass
+            raise
+        cursor.execute(ops.drop_staging_table(table=STAGING_TABLE))
+
+    outcomes = []
+    for index, record in enumerate(records):
+        first = first_of_key[record.key]
+        if first == index and index not in stored:
+            outcomes.append(IngestOutcome(index=index, status="created"))
+            continue
+        earlier = stored.get(first) or records[first]
+        outcomes.append(IngestOutcome(index=index, status="duplicate" if _same_payment(earlier, record) else "conflict"))
+    return outcomes
+
+
+def _quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _column(field_name: str, model=Transaction) -> str:
+    return column(model, field_name)
+
+
+def _staging_columns() -> list[tuple[str, str]]:
+    """The staged columns with their types as the model declares them (collations included),
+    so a value the table would refuse is refused (a warning, see ``bulk_load``) when staged."""
+    columns = [("seq", "integer NOT NULL")]
+    for name in STAGED_FIELDS:
+        field = Transaction._meta.get_field(name)
+        parameters = field.db_parameters(connection)
+        kind = parameters["type"]
+        if parameters.get("collation"):
+            kind = f"{kind} COLLATE {parameters['collation']}"
+        columns.append((field.column, f"{kind} NOT NULL"))
+    return columns
+
+
+def _load(cursor, records: Sequence[TransactionRecord], candidates: list[int]) -> None:
+    ops = operations()
+    staged = [records[index] for index in candidates]
+    columns = [candidates, *([getattr(r, attribute) for r in staged] for attribute in STAGED_ATTRIBUTES)]
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="\n", prefix="cdp-bulk-", suffix=".tsv") as file:
+        file.write(ops.bulk_file_text(columns))
+        file.flush()
+        ops.bulk_load(cursor, table=STAGING_TABLE, columns=["seq", *(_column(name) for name in STAGED_FIELDS)],
+                      path=file.name, rows=len(staged))
+
+
+def _stored_repeats(cursor) -> dict[int, selectors.StoredPayment]:
+    staging, table = _quote(STAGING_TABLE), _quote(Transaction._meta.db_table)
+    customer, moment = _quote(_column("customer")), _quote(_column("transaction_datetime"))
+    amount, pincode, state_key = (_quote(_column(name)) for name in ("transaction_amount", "pincode", "state_key"))
+    cursor.execute(
+        f"SELECT s.seq, t.{amount}, t.{pincode}, t.{state_key} FROM {staging} s "
+        f"JOIN {table} t ON t.{customer} = s.{customer} AND t.{moment} = s.{moment}"
+    )
+    return {seq: selectors.StoredPayment(amount_value, pincode_value, state_key_value)
+            for seq, amount_value, pincode_value, state_key_value in cursor.fetchall()}
+
+
+def _add_to_customers(cursor) -> None:
+    """What the staged rows add to each customer, upserted in customer id order.
+
+    The SQL half of ``totals.customer_additions`` (the rule in Python: the newest row's details,
+    amounts and counts added up), folded in by the same upsert (``totals._customer_addition_upsert``).
+    The additions are selected under names of their own: in the upsert, ``name`` must mean the
+    customer's column, not the staged one.
+    """
+    ops = operations()
+    staging = _quote(STAGING_TABLE)
+    customer, moment = _quote(_column("customer")), _quote(_column("transaction_datetime"))
+    name, mob_no, amount = (_quote(_column(field)) for field in ("name", "mob_no", "transaction_amount"))
+    targets = ", ".join(_quote(column(Customer, field)) for field in totals.CUSTOMER_COLUMNS)
+    upsert = totals._customer_addition_upsert()
+    suffix = ops.upsert_suffix(
+        conflict_columns=[column(Customer, field) for field in upsert.conflict_fields],
+        assignments=[(column(Customer, field), expression) for field, expression in upsert.assignments],
+    )
+    cursor.execute(
+        f"INSERT INTO {_quote(Customer._meta.db_table)} ({targets}) "
+        "SELECT added_customer, added_name, added_mob_no, added_as_of, added_amount, added_count FROM ("
+        f"SELECT {customer} AS added_customer, {name} AS added_name, {mob_no} AS added_mob_no, {moment} AS added_as_of, "
+        f"SUM({amount}) OVER per_customer AS added_amount, COUNT(*) OVER per_customer AS added_count, "
+        f"ROW_NUMBER() OVER (PARTITION BY {customer} ORDER BY {moment} DESC) AS recency "
+        f"FROM {staging} WINDOW per_customer AS (PARTITION BY {customer})"
+        f") AS additions WHERE recency = 1 ORDER BY added_customer {suffix}"
+    )
+
+
+def _insert_transactions(cursor, staged: int) -> None:
+    """The staged rows into the transactions table, in key order (the unique index fills in order)."""
+    columns = [_quote(_column(name)) for name in STAGED_FIELDS]
+    customer, moment = _quote(_column("customer")), _quote(_column("transaction_datetime"))
+    cursor.execute(
+        f"INSERT INTO {_quote(Transaction._meta.db_table)} ({', '.join(columns)}, {_quote(_column('created_at'))}) "
+        f"SELECT {', '.join(columns)}, %s FROM {_quote(STAGING_TABLE)} ORDER BY {customer}, {moment}",
+        [operations().adapt_datetime(timezone.now())],
+    )
+    if cursor.rowcount != staged:
+        raise DatabaseError(f"stored {cursor.rowcount} of {staged} staged transactions")
+
+
+def _add_to_pincode_totals(cursor) -> None:
+    """The SQL half of ``totals.add_to_pincode_totals``: per customer, state and pincode, added up."""
+    ops = operations()
+    model = CustomerPincodeTotal
+    customer, state_key, pincode, state, amount = (
+        _quote(_column(name)) for name in ("customer", "state_key", "pincode", "state", "transaction_amount")
+    )
+    targets = ", ".join(_quote(column(model, field)) for field in totals.PINCODE_TOTAL_COLUMNS)
+    suffix = ops.upsert_suffix(
+        conflict_columns=[column(model, field) for field in ("customer", "state_key", "pincode")],
+        assignments=[(column(model, field), expression) for field, expression in adding(model, ["total_amount", "transaction_count"])],
+    )
+    cursor.execute(
+        f"INSERT INTO {_quote(model._meta.db_table)} ({targets}) "
+        f"SELECT {customer}, {state_key}, {pincode}, MIN({state}), SUM({amount}), COUNT(*) FROM {_quote(STAGING_TABLE)} "
+        f"GROUP BY {customer}, {state_key}, {pincode} ORDER BY {customer}, {state_key}, {pincode} {suffix}"
+    )
+
+
+def _append_summary_deltas(cursor) -> None:
+    """The SQL half of ``totals.SummaryDeltas.add``: per month (of the UTC datetime) and per
+    pincode, what the staged rows add, appended as new delta rows."""
+    ops = operations()
+    staging = _quote(STAGING_TABLE)
+    moment, state_key, pincode, state, amount = (
+        _quote(_column(name)) for name in ("transaction_datetime", "state_key", "pincode", "state", "transaction_amount")
+    )
+    month = ops.month_start(moment)
+    months = ", ".join(_quote(column(MonthlyTotalDelta, field)) for field in ("month", "transaction_count", "total_amount"))
+    cursor.execute(
+        f"INSERT INTO {_quote(MonthlyTotalDelta._meta.db_table)} ({months}) "
+        f"SELECT {month}, COUNT(*), SUM({amount}) FROM {staging} GROUP BY {month} ORDER BY {month}"
+    )
+    pincodes = ", ".join(
+        _quote(column(PincodeTotalDelta, field)) for field in ("state_key", "pincode", "state", "transaction_count", "total_amount")
+    )
+    cursor.execute(
+        f"INSERT INTO {_quote(PincodeTotalDelta._meta.db_table)} ({pincodes}) "
+        f"SELECT {state_key}, {pincode}, MIN({state}), COUNT(*), SUM({amount}) FROM {staging} "
+        f"GROUP BY {state_key}, {pincode} ORDER BY {state_key}, {pincode}"
+    )

@@ -1,0 +1,451 @@
+"""File imports: a queued upload read, validated and stored chunk by chunk."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import sys
+import time
+import uuid
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, connections, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ..models import ImportJob, RejectedRow
+from .. import import_files
+from ..validation import RecordInvalid, TransactionRecord, parse_transaction_record
+from ..sql import operations
+from .ingest import MAX_INGEST_ATTEMPTS, IngestOutcome, ingest_transactions
+from .totals import fold_summary_deltas
+
+logger = logging.getLogger(__name__)
+
+
+BULK_BATCH_SIZE = 2500
+IMPORT_SWITCH_INTERVAL = 0.0005  # seconds
+# A rejected row keeps its line as sent, up to import_files.MAX_LINE_BYTES (1 MiB): a chunk's
+# over-long lines written in one INSERT passed max_allowed_packet (16 MiB on MariaDB), and the
+# server refused the chunk (and dropped the connection) on every retry, so the import never
+# ended. An INSERT of rejected rows carries at most this many characters (4 MiB of UTF-8), or a
+# single row; one row is at most ~6 MiB (a 1 MiB line of undecodable bytes, as sent and masked).
+REJECTED_ROW_CHARS_PER_STATEMENT = 1024 * 1024
+# A chunk that loses this many attempts in a row to other writers is split in two (see
+# _import_chunk); a single row keeps the ingest's full retries, then pauses up to this long.
+CHUNK_ATTEMPTS_BEFORE_SPLIT = 3
+SINGLE_ROW_PAUSE_CAP_SECONDS = 1.0
+
+
+# --- File imports -------------------------------------------------------------------------
+
+
+class ImportTakenOver(Exception):
+    """Another run now owns the import (this one was presumed dead); stop without writing."""
+
+
+def start_import(*, owner, uploaded_file, file_format: str | None = None) -> ImportJob:
+    """Store an uploaded file and queue its import; the rows are read later by the worker."""
+    from ..tasks import run_import
+
+    job = ImportJob(
+        owner=owner,
+        original_name=uploaded_file.name[:255],
+        format=file_format or import_format_for(uploaded_file.name),
+        size_bytes=uploaded_file.size,
+    )
+    job.file.save(uploaded_file.name, uploaded_file, save=False)
+    job.save()
+    # Enqueued once the job row is committed, so the worker never looks for a row it can't see.
+    transaction.on_commit(lambda: run_import.enqueue(job_id=job.pk))
+    return job
+
+
+def import_format_for(file_name: str) -> str:
+    """``csv`` or ``ndjson`` from the file name's extension; ValueError when it tells neither."""
+    extension = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
+    formats = {"csv": "csv", "ndjson": "ndjson", "jsonl": "ndjson"}
+    if extension not in formats:
+        raise ValueError("Name the format (csv or ndjson), or upload a .csv, .ndjson or .jsonl file.")
+    return formats[extension]
+
+
+def run_import(*, job_id: int) -> None:
+    """Import a queued (or interrupted) job's file to the end, chunk by chunk.
+
+    Each chunk's transactions, rejected rows, counts and resume marker are committed together,
+    so a run that dies part-way leaves the job exactly at the end of its last chunk.
+    """
+
+    runner = uuid.uuid4().hex
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED):
+            return
+        job.status = ImportJob.Status.RUNNING
+        job.runner = runner
+        job.started_at = job.started_at or timezone.now()
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["status", "runner", "started_at", "heartbeat_at"])
+    try:
+        with job.file.open("rb") as file:
+            import_files.sniff(file)
+            if job.format == ImportJob.Format.CSV:
+                layout = import_files.read_csv_layout(file)
+                rows = import_files.csv_rows(file, layout, offset=job.byte_offset, line_number=job.line_number)
+            else:
+                rows = import_files.ndjson_rows(file, offset=job.byte_offset, line_number=job.line_number)
+            _import_rows(job_id=job.pk, runner=runner, rows=rows, file_format=job.format)
+    except import_files.FileUnreadable as exc:
+        _finish_import(job_id=job.pk, runner=runner, error=str(exc))
+        return
+    except ImportTakenOver:
+        return
+    except OSError as exc:
+        _finish_import(job_id=job.pk, runner=runner, error=f"The uploaded file cannot be read ({exc.strerror}).")
+        return
+    except DatabaseError:
+        # The database went away: the job stays running at its last committed chunk, and the
+        # next worker start resumes it once the database is back.
+        raise
+    except Exception:
+        # Anything else would fail again on every retry: say so rather than leave the job hanging.
+        logger.exception("import %s failed", job.pk)
+        _finish_import(
+            job_id=job.pk, runner=runner,
+            error="The import stopped on an internal error; the rows before it are stored. "
+                  "Please report the import id to the administrators.",
+        )
+        return
+    _finish_import(job_id=job.pk, runner=runner, error=None)
+
+
+def _import_rows(*, job_id: int, runner: str, rows: Iterator[import_files.FileRow], file_format: str) -> None:
+    """Read, validate and store the rows chunk by chunk, in file order.
+
+    The database work of a chunk runs on a thread of its own while the next chunk is read and
+    validated: the driver releases the GIL while it waits for the server, so the two overlap
+    and the import takes about as long as its database work. Inside an atomic block (a test
+    case) the chunks are written inline, since another thread's connection could not see the
+    caller's uncommitted rows.
+    """
+    chunks = _validated_chunks(job_id=job_id, rows=rows, file_format=file_format)
+    if connection.in_atomic_block:
+        for validated in chunks:
+            _import_chunk(job_id=job_id, runner=runner, chunk=validated)
+        return
+    # Each time a query returns, the writer needs the GIL back from the reading thread; by
+    # default it waits up to 5 ms for it, a dozen times a chunk.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, IMPORT_SWITCH_INTERVAL))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-{job_id}") as writer:
+        try:
+            pending: Future | None = None
+            for validated in chunks:
+                if pending is not None:
+                    pending.result()  # one chunk in flight; its error (database gone, taken over) stops the run
+                pending = writer.submit(_import_chunk, job_id=job_id, runner=runner, chunk=validated)
+            if pending is not None:
+                pending.result()
+        finally:
+            # Run there, close_all finds the writer thread's own connection.
+            writer.submit(connections.close_all)
+            sys.setswitchinterval(switch_interval)
+
+
+@dataclass(slots=True)
+class _ValidatedChunk:
+    """A chunk's rows in file order, each a record to store or a rejected row, and where each
+    ends in the file (so that the chunk can be split at any row)."""
+
+    rows: list[TransactionRecord | RejectedRow]
+    # Just past each row: its byte offset and line number (arrays: 16 bytes a row, not 100).
+    end_offsets: array
+    end_lines: array
+
+    @property
+    def records(self) -> list[TransactionRecord]:
+        return [row for row in self.rows if not isinstance(row, RejectedRow)]
+
+    @property
+    def rejected(self) -> list[RejectedRow]:
+        return [row for row in self.rows if isinstance(row, RejectedRow)]
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows)
+
+    @property
+    def end_offset(self) -> int:
+        return self.end_offsets[-1]
+
+    @property
+    def end_line(self) -> int:
+        return self.end_lines[-1]
+
+    def halves(self) -> tuple[_ValidatedChunk, _ValidatedChunk]:
+        middle = len(self.rows) // 2
+        return (_ValidatedChunk(self.rows[:middle], self.end_offsets[:middle], self.end_lines[:middle]),
+                _ValidatedChunk(self.rows[middle:], self.end_offsets[middle:], self.end_lines[middle:]))
+
+
+def _validated_chunks(*, job_id: int, rows: Iterator[import_files.FileRow], file_format: str) -> Iterator[_ValidatedChunk]:
+    """The file's rows in chunks of CDP_IMPORT_CHUNK_ROWS, each row validated as it is read: only
+    the validated chunks stay in memory (a file row with its raw line takes more than its record)."""
+    while (chunk := _validated_chunk(job_id=job_id, chunk=islice(rows, settings.CDP_IMPORT_CHUNK_ROWS),
+                                     file_format=file_format)).rows:
+        yield chunk
+
+
+def _validated_chunk(*, job_id: int, chunk: Iterable[import_files.FileRow], file_format: str) -> _ValidatedChunk:
+    rows: list[TransactionRecord | RejectedRow] = []
+    end_offsets, end_lines = array("q"), array("q")
+    for row in chunk:
+        end_offsets.append(row.end_offset)
+        end_lines.append(row.end_line)
+        if row.problem is None:
+            try:
+                rows.append(parse_transaction_record(row.values))
+                continue
+            except RecordInvalid as exc:
+                row.problem = rejection_reason(exc.errors)
+        # PostgreSQL text cannot hold NUL; a binary byte past the sniffed head would otherwise
+        # fail the chunk and leave the job running for ever. Shown as undecodable bytes are.
+        raw = row.raw.replace("\x00", "\ufffd")
+        raw_masked = import_files.masked_raw(row, file_format=file_format).replace("\x00", "\ufffd")
+        rows.append(
+            RejectedRow(job_id=job_id, line_number=row.line_number, raw=raw, raw_masked=raw_masked, reason=row.problem)
+        )
+    return _ValidatedChunk(rows, end_offsets, end_lines)
+
+
+def _import_chunk(*, job_id: int, runner: str, chunk: _ValidatedChunk) -> None:
+    """Store one chunk's records and rejected rows and move the resume marker, all or nothing.
+
+    A chunk that keeps losing to other writers for its customers (lock waits and deadlocks on
+    one server, certification failures on a Galera cluster, where a large transaction loses to
+    any small write committed on another node while it runs) is split in two, each half
+    committed on its own, down to single rows: the import yields to the other writers instead
+    of starving. The counts come out the same, since a split only moves the commit points.
+    """
+    single_row = chunk.row_count == 1
+    rounds = 0
+    while True:
+        try:
+            _store_chunk(job_id=job_id, runner=runner, chunk=chunk,
+                         max_attempts=MAX_INGEST_ATTEMPTS if single_row else CHUNK_ATTEMPTS_BEFORE_SPLIT)
+            return
+        except (OperationalError, IntegrityError) as exc:
+            if isinstance(exc, OperationalError) and not operations().is_transient(exc):
+                raise
+            if not single_row:
+                logger.warning("import %s: a chunk of %s rows lost %r; splitting it", job_id, chunk.row_count, exc)
+                for half in chunk.halves():
+                    _import_chunk(job_id=job_id, runner=runner, chunk=half)
+                return
+            # One row, still losing after a full round of retries: wait longer and try again. A
+            # run that stalls here past CDP_IMPORT_STALE_SECONDS is taken over by another worker.
+            rounds += 1
+            logger.warning("import %s: line %s lost %s rounds of retries (%r)", job_id, chunk.end_line, rounds, exc)
+            time.sleep(random.uniform(0, min(SINGLE_ROW_PAUSE_CAP_SECONDS, 0.05 * 2**rounds)))
+
+
+def _store_chunk(*, job_id: int, runner: str, chunk: _ValidatedChunk, max_attempts: int) -> None:
+    records, rejected = chunk.records, chunk.rejected
+
+    def save_progress(outcomes: list[IngestOutcome]) -> None:
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.runner != runner:
+            raise ImportTakenOver()
+        statuses = [outcome.status for outcome in outcomes]
+        _insert_rejected_rows(rejected)
+        ImportJob.objects.filter(pk=job_id).update(
+            rows_processed=F("rows_processed") + chunk.row_count,
+            created=F("created") + statuses.count("created"),
+            duplicates=F("duplicates") + statuses.count("duplicate"),
+            conflicts=F("conflicts") + statuses.count("conflict"),
+            rejected=F("rejected") + len(rejected),
+            byte_offset=chunk.end_offset,
+            line_number=chunk.end_line,
+            heartbeat_at=timezone.now(),
+        )
+
+    if records:
+        # A chunk is stored set-based wherever the database has a bulk loader, whatever its size
+        # (services.bulk): so the import has one path per database, at any chunk size.
+        ingest_transactions(records=records, before_commit=save_progress, max_attempts=max_attempts, in_bulk=True)
+    else:
+        with transaction.atomic():
+            save_progress([])
+
+
+def _insert_rejected_rows(rows: Sequence[RejectedRow]) -> None:
+    """INSERT the rows in statements of at most REJECTED_ROW_CHARS_PER_STATEMENT characters."""
+    statement: list[RejectedRow] = []
+    characters = 0
+    for row in rows:
+        size = len(row.raw) + len(row.raw_masked) + len(row.reason)
+        if statement and characters + size > REJECTED_ROW_CHARS_PER_STATEMENT:
+            RejectedRow.objects.bulk_create(statement, batch_size=BULK_BATCH_SIZE)
+            statement, characters = [], 0
+        statement.append(row)
+        characters += size
+    RejectedRow.objects.bulk_create(statement, batch_size=BULK_BATCH_SIZE)
+
+
+def rejection_reason(errors: dict[str, list[str]]) -> str:
+    """The API's validation messages for one record, on one line: ``field: message; ...``."""
+    return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
+
+
+def _finish_import(*, job_id: int, runner: str, error: str | None) -> None:
+
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.runner != runner:
+            return
+        job.status = ImportJob.Status.FAILED if error else ImportJob.Status.DONE
+        job.error = error or ""
+        job.finished_at = timezone.now()
+        job.heartbeat_at = job.finished_at
+        job.save(update_fields=["status", "error", "finished_at", "heartbeat_at"])
+    # The file's month and pincode deltas into the totals, so the tail readers add stays short.
+    fold_summary_deltas()
+
+
+def requeue_stale_imports(*, stale_after: dt.timedelta) -> list[int]:
+    """Queue again the imports nobody is running; the ids of those queued.
+
+    That is a running import whose worker stopped reporting for ``stale_after`` (killed, its
+    machine or database node lost) and, with the database task queue, an import with no task
+    waiting or running: its task ended while the import had not (FAILED: a database error
+    outlasted its retries), or it was queued ``stale_after`` ago and its task is gone. The new
+    run takes the job over from the last committed chunk; should the old run still be alive
+    after all, its next commit finds another runner on the job and stops.
+
+    Each job is queued in the transaction that moves its heartbeat from the value seen here,
+    so two workers doing this at once queue it once: on one server the second waits for the
+    first's row lock and then matches no row; on a Galera cluster one loses certification.
+    Run ``clean_orphaned_import_tasks`` first, so that a dead worker's task stops counting.
+    """
+    from ..tasks import run_import
+
+    cutoff = timezone.now() - stale_after
+    tasks = _live_import_tasks()  # read before the jobs: a job starts running only under a task
+    candidates = ImportJob.objects.filter(
+        Q(status=ImportJob.Status.RUNNING) | Q(status=ImportJob.Status.QUEUED, created_at__lt=cutoff)
+    ).values_list("pk", "status", "heartbeat_at")
+    requeued = []
+    for job_id, status, heartbeat_at in candidates:
+        stale = status == ImportJob.Status.RUNNING and heartbeat_at is not None and heartbeat_at < cutoff
+        if tasks is None:
+            unattended = stale
+        else:
+            unattended = job_id not in tasks.ready and (stale or job_id not in tasks.running)
+        if not unattended:
+            continue
+        try:
+            with transaction.atomic():
+                claimed = ImportJob.objects.filter(pk=job_id, status=status, heartbeat_at=heartbeat_at).update(
+                    heartbeat_at=timezone.now()
+                )
+                if claimed:
+                    run_import.enqueue(job_id=job_id)
+        except OperationalError as exc:
+            if not operations().is_transient(exc):
+                raise
+            continue  # another worker is queueing it
+        if claimed:
+            requeued.append(job_id)
+    return requeued
+
+
+def clean_orphaned_import_tasks(*, stale_after: dt.timedelta) -> int:
+    """Mark FAILED the import tasks left RUNNING by a worker that died; how many.
+
+    A running task is orphaned when its import has ended, or was queued again after it (its
+    run was taken to be dead), or has been running without a heartbeat for ``stale_after``,
+    or is still queued though the task was claimed that long ago. A run that was only slow and
+    finishes after all records its own outcome over this one.
+    """
+    from django_tasks_db.models import DBTaskResult
+
+    tasks = _live_import_tasks()
+    if tasks is None or not tasks.running:
+        return 0
+    cutoff = timezone.now() - stale_after
+    jobs = {pk: (status, heartbeat_at) for pk, status, heartbeat_at in
+            ImportJob.objects.filter(pk__in=list(tasks.running)).values_list("pk", "status", "heartbeat_at")}
+    orphaned = []
+    for job_id, running in tasks.running.items():
+        status, heartbeat_at = jobs.get(job_id, (None, None))
+        newest = max(task.enqueued_at for task in running + tasks.ready.get(job_id, []))
+        for task in running:
+            if (
+                status not in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING)
+                or task.enqueued_at < newest
+                or (status == ImportJob.Status.RUNNING and (heartbeat_at is None or heartbeat_at < cutoff))
+                or (status == ImportJob.Status.QUEUED and (task.started_at is None or task.started_at < cutoff))
+            ):
+                orphaned.append(task.pk)
+    if orphaned:
+        DBTaskResult.objects.filter(pk__in=orphaned, status="RUNNING").update(
+            status="FAILED", finished_at=timezone.now(), return_value=None,
+            exception_class_path=f"{__name__}.WorkerLost",
+            traceback="The worker running this task stopped reporting; its import is queued again.",
+        )
+    return len(orphaned)
+
+
+class WorkerLost(Exception):
+    """Names the failure of a task whose worker died (``clean_orphaned_import_tasks``)."""
+
+
+@dataclass(slots=True)
+class _LiveImportTasks:
+    """The database queue's import tasks waiting (READY) or being run (RUNNING), by job id."""
+
+    ready: dict[int, list]
+    running: dict[int, list]
+
+
+def _live_import_tasks() -> _LiveImportTasks | None:
+    """None when the tasks backend keeps no rows (the immediate backend runs tasks inline)."""
+    from django_tasks_db.backend import DatabaseBackend
+    from django_tasks_db.models import DBTaskResult
+
+    from ..tasks import run_import
+
+    if not isinstance(run_import.get_backend(), DatabaseBackend):
+        return None
+    tasks = _LiveImportTasks({}, {})
+    rows = DBTaskResult.objects.filter(task_path=run_import.module_path, status__in=["READY", "RUNNING"]).only(
+        "id", "status", "enqueued_at", "started_at", "args_kwargs"
+    )
+    for task in rows:
+        job_id = (task.args_kwargs or {}).get("kwargs", {}).get("job_id")
+        if job_id is not None:
+            (tasks.ready if task.status == "READY" else tasks.running).setdefault(job_id, []).append(task)
+    return tasks
+
+
+def prune_imports(*, older_than: dt.timedelta) -> int:
+    """Delete the uploaded files of finished imports older than the retention period.
+
+    The import records and their rejected rows stay, so what was loaded remains on record.
+    """
+
+    cutoff = timezone.now() - older_than
+    pruned = 0
+    for job in ImportJob.objects.filter(created_at__lt=cutoff).exclude(file="").exclude(
+        status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
+    ):
+        job.file.delete(save=True)
+        pruned += 1
+    return pruned

@@ -1,0 +1,183 @@
+"""MySQL and MariaDB: ON DUPLICATE KEY UPDATE, INSERT IGNORE, and values written as literals."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+
+from django.db import DatabaseError
+from MySQLdb.constants.CLIENT import MULTI_STATEMENTS
+
+from .base import Operations
+
+# LOAD DATA's escapes (FIELDS ESCAPED BY '\\'), the backslash first. Validated texts hold no
+# tab, line break or NUL; they are escaped all the same, so no text can shift a column.
+_BULK_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+_BULK_SPECIAL = re.compile(r"[\\\t\n\r\0]")
+
+# Session-wide bound of the server's in-memory internal temporary tables while staging (see
+# bulk_session_statements); the server's default is 16 MB.
+BULK_TEMPORARY_TABLE_BYTES = 64 * 1024 * 1024
+
+LOCK_WAIT_TIMEOUT, DEADLOCK = 1205, 1213  # 1213 is also Galera's certification failure
+
+
+class MySQLOperations(Operations):
+    exact_collation = "utf8mb4_bin"
+
+    def __init__(self, connection) -> None:
+        super().__init__(connection)
+        # MariaDB has INSERT ... RETURNING; MySQL 8 has not (Django's feature says which).
+        self.can_return_rows_from_insert_skipping_conflicts = connection.features.can_return_rows_from_bulk_insert
+        # settings.py turns CLIENT.MULTI_STATEMENTS on (values reach SQL only as the escaper's
+        # literals, render_rows below, so a stacked statement has no way in).
+        flags = connection.settings_dict.get("OPTIONS", {}).get("client_flag", 0)
+        self.sends_statements_together = bool(flags & MULTI_STATEMENTS)
+        # settings.py asks mysqlclient for LOCAL INFILE; the server must allow it too
+        # (local_infile: ON by default on MariaDB, OFF on MySQL 8).
+        self.has_bulk_loader = bool(connection.settings_dict.get("OPTIONS", {}).get("local_infile"))
+
+    def is_transient(self, exc) -> bool:
+        return bool(exc.args) and exc.args[0] in (LOCK_WAIT_TIMEOUT, DEADLOCK)
+
+    def adapt_datetime(self, value: dt.datetime):
+        # Django's adapter converts zones and formats a string per value; the values are UTC.
+        return value.replace(tzinfo=None)
+
+    def render_rows(self, rows: Sequence[tuple], datetime_positions: Sequence[int] = ()) -> tuple[str, list]:
+        """Every value as a literal: mysqlclient turns each parameter into one in Python through
+        several calls, which for a 10,000-row insert took longer than the server's work."""
+        literal = self.literal_writer()
+        return ",".join(["(" + ",".join([literal(value) for value in row]) + ")" for row in rows]), []
+
+    def literal_writer(self) -> Callable[[object], str]:
+        """SQL literals for the value types the app writes; strings through the driver's C escaper
+        (it honours the connection's character set and NO_BACKSLASH_ESCAPES). Texts repeat within
+        a batch (a few dozen states, thousands of times), so each is escaped once."""
+        self.connection.ensure_connection()
+        driver = self.connection.connection
+        escape, encoding = driver.string_literal, driver.encoding
+        written: dict = {}
+
+        def literal(value: object) -> str:
+            kind = type(value)
+            if kind is int:
+                return str(value)
+            if kind is Decimal:
+                # Fixed-point spelling: MySQL reads 1E+3 as a float, 1000.00 as an exact DECIMAL.
+                return format(value, "f")
+            if kind is str:
+                text = written.get(value)
+                if text is None:
+                    text = escape(value.encode(encoding)).decode(encoding)
+                    if len(written) < 100_000:
+                        written[value] = text
+                return text
+            if kind is dt.datetime:
+                # The column holds naive UTC; MariaDB takes no offset in a datetime literal.
+                # Not kept: a batch's moments are nearly all different.
+                if value.tzinfo is not None:
+                    if value.utcoffset():
+                        value = value.astimezone(dt.timezone.utc)
+                    value = value.replace(tzinfo=None)
+                return f"'{value.isoformat(' ')}'"
+            if value is None:
+                return "NULL"
+            if kind is bool:
+                return "1" if value else "0"
+            if kind is dt.date:
+                return f"'{value.isoformat()}'"
+            raise TypeError(f"no SQL literal for {kind.__name__}")
+
+        return literal
+
+    def insert_start(self, *, skip_conflicts: bool = False) -> str:
+        # IGNORE would also skip a row for another error (a value too long, say) with a warning
+        # of its own: check_skipped_rows catches that.
+        return "INSERT IGNORE INTO" if skip_conflicts else "INSERT INTO"
+
+    def new_value(self, column: str) -> str:
+        return f"VALUES({self.quote(column)})"
+
+    def stored_value(self, table: str, column: str) -> str:
+        return self.quote(column)
+
+    def upsert_suffix(self, *, conflict_columns: Sequence[str], assignments: Sequence[tuple[str, str]]) -> str:
+        sets = ", ".join(f"{self.quote(column)} = {expression}" for column, expression in assignments)
+        return f"ON DUPLICATE KEY UPDATE {sets}"
+
+    def skip_conflicts_suffix(self, *, conflict_columns: Sequence[str]) -> str:
+        return ""  # said by INSERT IGNORE
+
+    def rows_per_statement(self, width: int) -> int:
+        # A statement must fit max_allowed_packet (4 MB on MySQL 5.7, more since): a transaction
+        # row is at most ~800 bytes (100- and 50-character texts in 4-byte UTF-8), so 2 MB at worst.
+        return 2500
+
+    def check_skipped_rows(self, cursor, *, sent: int, stored: int) -> None:
+        if self.connection.connection.warning_count() > sent - stored:
+            raise DatabaseError("INSERT IGNORE skipped rows for another reason than a stored key")
+
+    # --- the bulk loader -----------------------------------------------------------------
+
+    def bulk_session_statements(self) -> list[str]:
+        # The grouped statements over a staging table of tens of thousands of rows need internal
+        # temporary tables larger than the default 16 MB, which would otherwise be written to
+        # the server's tmpdir (slower, and one import lost a chunk to a file deleted there).
+        # Session values only: the server's globals are left alone.
+        return [f"SET SESSION tmp_table_size = {BULK_TEMPORARY_TABLE_BYTES}, "
+                f"max_heap_table_size = {BULK_TEMPORARY_TABLE_BYTES}"]
+
+    def drop_staging_table(self, *, table: str) -> str:
+        # TEMPORARY: never a real table by mistake, and no implicit commit (a plain DROP TABLE
+        # ends the transaction on MySQL).
+        return f"DROP TEMPORARY TABLE IF EXISTS {self.quote(table)}"
+
+    def bulk_file_text(self, columns: Sequence[Sequence]) -> str:
+        """Tab-separated lines in LOAD DATA's default format. Not SQL: what a text holds reaches
+        the table as data, whatever it is. Written a column at a time (each column holds one
+        type), which for 50,000 rows takes a fraction of writing each value by its type."""
+        spelled = [self._bulk_column(values) for values in columns]
+        return "".join(["\t".join(fields) + "\n" for fields in zip(*spelled)])
+
+    @staticmethod
+    def _bulk_column(values: Sequence) -> list[str]:
+        kinds = set(map(type, values))
+        if len(kinds) != 1:
+            raise TypeError(f"a bulk-file column holds one type, not {sorted(k.__name__ for k in kinds)}")
+        [kind] = kinds
+        if kind is str:
+            special = _BULK_SPECIAL.search
+            escaped = {text: text.translate(_BULK_ESCAPES) if special(text) else text for text in set(values)}  # each once
+            return list(map(escaped.__getitem__, values))
+        if kind is int:
+            return list(map(str, values))
+        if kind is Decimal:
+            return [format(value, "f") for value in values]  # fixed point: 1E+3 would not read as 1000
+        if kind is dt.datetime:
+            # The column holds naive UTC.
+            utc = dt.timezone.utc
+            return [
+                (value.replace(tzinfo=None) if value.tzinfo is utc or value.tzinfo is None
+                 else value.astimezone(utc).replace(tzinfo=None)).isoformat(" ")
+                for value in values
+            ]
+        raise TypeError(f"no bulk-file spelling for {kind.__name__}")
+
+    def bulk_load(self, cursor, *, table: str, columns: Sequence[str], path: str, rows: int) -> None:
+        # LOCAL turns every error in the data into a warning and goes on (the server cannot stop
+        # the client's stream), so a warning means a row was not loaded as written.
+        spelled = ", ".join(self.quote(column) for column in columns)
+        cursor.execute(
+            f"LOAD DATA LOCAL INFILE {self.literal_writer()(path)} INTO TABLE {self.quote(table)} "
+            f"CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
+            f"({spelled})"
+        )
+        warnings = self.connection.connection.warning_count()
+        if cursor.rowcount != rows or warnings:
+            raise DatabaseError(f"LOAD DATA loaded {cursor.rowcount} of {rows} rows with {warnings} warnings")
+
+    def month_start(self, datetime_sql: str) -> str:
+        return f"(DATE({datetime_sql}) - INTERVAL (DAYOFMONTH({datetime_sql}) - 1) DAY)"
