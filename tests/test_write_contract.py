@@ -297,10 +297,13 @@ class BulkLoaderRaceTests(SummaryAssertionsMixin, TransactionTestCase):
             found_per_run.append(len(found))
             return found
 
+        batch = [parsed(customer_id=7001, transaction_datetime="2024-01-01T00:00:00Z"),
+                 parsed(customer_id=7002, transaction_amount="5.00", transaction_datetime="2024-02-01T00:00:00Z"),
+                 parsed(customer_id=7003, transaction_datetime="2024-02-01T00:00:00Z")]
         with mock.patch.object(services.bulk, "_stored_repeats", look_up_then_lose_the_race):
-            statuses = ingest(record(customer_id=7001, transaction_datetime="2024-01-01T00:00:00Z"),
-                              record(customer_id=7002, transaction_amount="5.00", transaction_datetime="2024-02-01T00:00:00Z"),
-                              record(customer_id=7003, transaction_datetime="2024-02-01T00:00:00Z"))
+            # One attempt allowed: a lost race is the other writer's progress, not a failure
+            # (eight clients racing shuffled batches lose many in a row).
+            statuses = [o.status for o in services.ingest_transactions(records=batch, max_attempts=1)]
         self.assertEqual(found_per_run, [1, 2])  # the second run found both stored keys
         self.assertEqual(statuses, ["duplicate", "duplicate", "created"])
         self.assertEqual(Transaction.objects.count(), 4)
