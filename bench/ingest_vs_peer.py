@@ -107,11 +107,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--records", type=int, default=5000)
     parser.add_argument("--throttle", action="store_true", help="keep our API throttles on (the peer has none)")
+    parser.add_argument("--request-log", action="store_true",
+                        help="keep our JSON line per request (the peer runs with --no-access-log)")
     parser.add_argument("--workers", default=OUR_GUNICORN["GUNICORN_WORKERS"], help="our gunicorn processes")
     parser.add_argument("--threads", default=OUR_GUNICORN["GUNICORN_THREADS"], help="threads in each")
     args = parser.parse_args()
     gunicorn = {**OUR_GUNICORN, "GUNICORN_WORKERS": str(args.workers), "GUNICORN_THREADS": str(args.threads)}
-    print(f"ours: gunicorn {args.workers} x {args.threads} gthread; the peer: 4 workers", flush=True)
+    print(f"ours: gunicorn {args.workers} x {args.threads} gthread, request log {'on' if args.request_log else 'off'}, "
+          f"throttles {'on' if args.throttle else 'off'}; the peer: 4 workers, no access log", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     records = write_records(OUT / f"ingest-{args.records}.jsonl", args.records)
 
@@ -119,6 +122,8 @@ def main() -> None:
            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)}
     if not args.throttle:
         env.update(CDP_THROTTLE_USER="none", CDP_THROTTLE_ANON="none")
+    if not args.request_log:
+        env.update(CDP_REQUEST_LOG="off")
     mariadb(f"CREATE DATABASE IF NOT EXISTS `{OUR_DB}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
