@@ -9,14 +9,21 @@ one taken: the writers' whole contract, what reaches the server, and the error p
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from unittest import skipUnless
 
 from django.db import OperationalError, connection, connections, transaction
 from django.test import TransactionTestCase
 
+from django.contrib.auth.models import User
+from django.core.cache import caches
+from rest_framework.authtoken.models import Token
+
+from tests.support import clear_caches, make_user, record, token_client
 from tests.test_write_contract import WriterContract, parsed
 from transactions import services
+from transactions.api import authentication
 from transactions.models import Customer, Transaction
 from transactions.sql import operations
 
@@ -121,3 +128,82 @@ class TransactionSentWithTheStatementsTests(TransactionTestCase):
         with connection.cursor() as cursor:
             cursor.execute("SELECT @@in_transaction")
             return bool(cursor.fetchone()[0])
+
+
+@skipUnless(connection.vendor == "mysql", "only MariaDB/MySQL take several statements in one round trip")
+class CredentialsConfirmedByTheCommitTests(TransactionTestCase):
+    """An API ingest with kept credentials reads no generation first: its last batch holds a
+    statement that fails unless the shared generation is unchanged (api.authentication)."""
+
+    def setUp(self):
+        if not operations().sends_statements_together:
+            self.skipTest("this connection does not send statements together")
+        clear_caches()
+        self.user = make_user("confirming", permissions=("add_transaction", "view_transaction"))
+        self.api = token_client(self.user)
+        self.assertEqual(self.ingest(1).status_code, 201)  # keeps the credentials
+
+    @contextlib.contextmanager
+    def sent(self):
+        """The statements sent meanwhile, with their parameters spelled out."""
+        sent = []
+
+        def keep(execute, sql, params, many, context):
+            sent.append(sql if not params else f"{sql} -- {params}")
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(keep):
+            yield sent
+
+    @staticmethod
+    def generation_reads(sent: list[str]) -> list[str]:
+        return [sql for sql in sent if "auth-generation" in sql and not sql.rstrip().endswith("COMMIT")]
+
+    def ingest(self, day: int):
+        return self.api.post("/api/ingest-data", record(customer_id=1, transaction_datetime=f"2024-01-{day:02d}T00:00:00Z"),
+                             format="json")
+
+    def test_a_kept_token_writes_in_two_round_trips_and_the_second_confirms_the_generation(self):
+        with self.sent() as sent:
+            response = self.ingest(2)
+        self.assertEqual(response.status_code, 201, response.content)
+        self.assertEqual(self.generation_reads(sent), [])
+        writes = sent[-2:]  # (the statements before are the throttle's, in the shared cache too)
+        self.assertTrue(writes[0].startswith("START TRANSACTION;"), writes[0][:80])
+        self.assertIn("auth-generation", writes[1])
+        self.assertTrue(writes[1].rstrip().endswith("COMMIT"), writes[1][-80:])
+        self.assertEqual(Transaction.objects.count(), 2)
+
+    def test_a_permission_another_process_took_away_is_refused_and_nothing_is_stored(self):
+        # Another process's change arrives only as a new generation (no signal here).
+        User.user_permissions.through.objects.filter(user=self.user)._raw_delete("default")
+        caches["default"].set(authentication.GENERATION_KEY, "another-process-changed-something", None)
+        response = self.ingest(2)
+        self.assertEqual(response.status_code, 403, response.content)
+        self.assertEqual(response.json(), {"detail": "You do not have permission to ingest transactions."})
+        self.assertEqual(Transaction.objects.count(), 1)
+        self.assertEqual(Customer.objects.get(pk=1).transaction_count, 1)
+
+    def test_a_token_another_process_deleted_is_refused(self):
+        Token.objects.filter(user=self.user)._raw_delete("default")
+        caches["default"].set(authentication.GENERATION_KEY, "another-process-changed-something", None)
+        response = self.ingest(2)
+        self.assertEqual(response.status_code, 401, response.content)
+        self.assertEqual(Transaction.objects.count(), 1)
+
+    def test_a_new_generation_with_the_same_credentials_stores_the_record_once(self):
+        caches["default"].set(authentication.GENERATION_KEY, "another-process-changed-something-else", None)
+        response = self.ingest(2)
+        self.assertEqual(response.status_code, 201, response.content)
+        self.assertEqual(Transaction.objects.count(), 2)
+        self.assertEqual(Customer.objects.get(pk=1).transaction_count, 2)
+        with self.sent() as sent:  # and the copy kept under the new generation is confirmed by the commit again
+            self.assertEqual(self.ingest(3).status_code, 201)
+        self.assertEqual(self.generation_reads(sent), [])
+        self.assertIn("auth-generation", sent[-1])
+
+    def test_an_invalid_record_is_refused_only_after_the_credentials_are_confirmed(self):
+        Token.objects.filter(user=self.user)._raw_delete("default")
+        caches["default"].set(authentication.GENERATION_KEY, "another-process-changed-something", None)
+        response = self.api.post("/api/ingest-data", record(customer_id="x"), format="json")
+        self.assertEqual(response.status_code, 401, response.content)

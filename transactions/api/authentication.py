@@ -12,6 +12,14 @@ forgets them when any of them changes:
   read the copy under is still the current one. That check is one cache read per request,
   instead of the three queries.
 
+A request that writes (the single-record ingest, ``IngestTransactionsView``) does not read the
+generation before it writes where the shared cache is the database's own table and the
+database can send several statements at once: it sends, last before its COMMIT, a statement
+that fails unless the generation is still the one its copy was kept under
+(``sql.operations().commit_condition``), so the write commits only with credentials that were
+current at the commit. If it fails, the request is authenticated again from the database and
+runs again (``confirm_or_authenticate_again``). Every other request reads the generation first.
+
 A change made around Django's signals (a queryset ``update()`` of users or tokens, raw SQL) is
 seen within MAX_AGE_SECONDS, when every copy expires anyway.
 """
@@ -24,9 +32,13 @@ import uuid
 
 from django.contrib.auth.models import Group, Permission, User
 from django.core.cache import caches
+from django.core.cache.backends.db import DatabaseCache
+from django.db import DEFAULT_DB_ALIAS, connection, router
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
+
+from ..sql import operations
 
 GENERATION_KEY = "cdp:auth-generation"
 MAX_AGE_SECONDS = 60
@@ -36,8 +48,60 @@ MAX_ENTRIES = 10_000
 _kept: dict[str, tuple[str | None, float, User, Token]] = {}
 
 
+# Where a request's credentials wait to be confirmed by its write (see above).
+UNCONFIRMED_ATTRIBUTE = "cdp_unconfirmed_generation"
+CONFIRMED_ATTRIBUTE = "cdp_credentials_confirmed"  # read, or authenticated again: no more waiting
+_NOT_WAITING = object()
+
+
+def _generation_in_database_table():
+    """(cache, table, key) when the shared cache is a database table of the default database."""
+    cache = caches["default"]
+    if not isinstance(cache, DatabaseCache) or router.db_for_read(cache.cache_model_class) != DEFAULT_DB_ALIAS:
+        return None
+    return cache, cache._table, cache.make_and_validate_key(GENERATION_KEY)
+
+
 def _current_generation() -> str | None:
-    return caches["default"].get(GENERATION_KEY)
+    """The generation as stored: in a database cache, the row's stored text (never unpickled:
+    it is only compared, and ``commit_condition`` compares the same text in SQL)."""
+    in_table = _generation_in_database_table()
+    if in_table is None:
+        return caches["default"].get(GENERATION_KEY)
+    _, table, key = in_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT value FROM {connection.ops.quote_name(table)} WHERE cache_key = %s", [key])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def commit_condition(request) -> str | None:
+    """The statement a write sends last before its commit so that it commits only while the
+    request's credentials are current; None if they were confirmed already."""
+    generation = getattr(request._request, UNCONFIRMED_ATTRIBUTE, _NOT_WAITING)
+    if generation is _NOT_WAITING:
+        return None
+    _, table, key = _generation_in_database_table()
+    return operations().commit_condition(table=table, key_column="cache_key", value_column="value",
+                                         key=key, expected=generation)
+
+
+def confirm_or_authenticate_again(request, view, *, changed: bool = False) -> None:
+    """Make sure the request runs with current credentials: confirm the kept copy it was let in
+    with (one read), or, if that changed (``changed``: a ``commit_condition`` failed), forget
+    the copy, authenticate the request again and check the view's permissions again (which
+    answers 401 or 403 if it may no longer)."""
+    generation = getattr(request._request, UNCONFIRMED_ATTRIBUTE, _NOT_WAITING)
+    if generation is _NOT_WAITING and not changed:
+        return
+    if hasattr(request._request, UNCONFIRMED_ATTRIBUTE):
+        delattr(request._request, UNCONFIRMED_ATTRIBUTE)
+    setattr(request._request, CONFIRMED_ATTRIBUTE, True)
+    if not changed and _current_generation() == generation:
+        return
+    _kept.clear()
+    request._authenticate()
+    view.check_permissions(request)
 
 
 def forget_credentials(update_fields=None, **kwargs) -> None:
@@ -49,10 +113,28 @@ def forget_credentials(update_fields=None, **kwargs) -> None:
 
 
 class CachedTokenAuthentication(TokenAuthentication):
+    _request = None
+
+    def authenticate(self, request):
+        self._request = request
+        return super().authenticate(request)
+
+    def _may_confirm_when_writing(self) -> bool:
+        """Whether this request's write may confirm its credentials (see the module's text)."""
+        request = self._request
+        if request is None or getattr(request._request, CONFIRMED_ATTRIBUTE, False):
+            return False  # authenticated again after a failed confirmation: read first
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        return (getattr(view, "confirms_credentials_when_writing", False)
+                and operations().sends_statements_together and _generation_in_database_table() is not None)
+
     def authenticate_credentials(self, key):
-        generation = _current_generation()
         now = time.monotonic()
         kept = _kept.get(key)
+        if kept is not None and now - kept[1] < MAX_AGE_SECONDS and self._may_confirm_when_writing():
+            setattr(self._request._request, UNCONFIRMED_ATTRIBUTE, kept[0])
+            return copy.copy(kept[2]), kept[3]
+        generation = _current_generation()
         if kept is not None and kept[0] == generation and now - kept[1] < MAX_AGE_SECONDS:
             _, _, user, token = kept
         else:

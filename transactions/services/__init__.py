@@ -19,13 +19,13 @@ from .imports import (
     run_import,
     start_import,
 )
-from .ingest import IngestOutcome, MAX_INGEST_ATTEMPTS, ingest_transactions, is_transient_lock_error
+from .ingest import CommitConditionFailed, IngestOutcome, MAX_INGEST_ATTEMPTS, ingest_transactions, is_transient_lock_error
 from .roles import ROLE_PERMISSIONS, assign_role, ensure_roles
 from .segments import create_segment, record_segment_export
 from .totals import fold_summary_deltas, recompute_customer_totals, recompute_summary_totals
 
 __all__ = [
-    "IngestOutcome", "ImportTakenOver", "MAX_INGEST_ATTEMPTS", "ROLE_PERMISSIONS", "TransactionKeyTaken",
+    "CommitConditionFailed", "IngestOutcome", "ImportTakenOver", "MAX_INGEST_ATTEMPTS", "ROLE_PERMISSIONS", "TransactionKeyTaken",
     "assign_role", "create_segment", "delete_transactions", "ensure_roles", "import_format_for", "ingest_transactions",
     "fold_summary_deltas", "is_transient_lock_error", "prune_imports", "recompute_customer_totals",
     "recompute_summary_totals", "record_segment_export", "rejection_reason", "requeue_stale_imports", "run_import",

@@ -34,7 +34,7 @@ from ..models import Transaction
 from ..sql import operations
 from ..validation import TransactionRecord
 from . import bulk, totals
-from .rows import insert_rows, send_waiting, sent_together, transaction_sent_together
+from .rows import insert_rows, run_last, send_waiting, sent_together, transaction_sent_together
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,10 @@ class IngestOutcome:
     transaction: Transaction | None = None
 
 
+class CommitConditionFailed(Exception):
+    """The ``commit_condition`` did not hold: nothing was stored (see ``ingest_transactions``)."""
+
+
 class _RepeatsFound(Exception):
     """Some records repeat stored keys: roll back and run again knowing them."""
 
@@ -84,6 +88,7 @@ def ingest_transactions(
     before_commit: Callable[[list[IngestOutcome]], None] | None = None,
     max_attempts: int = MAX_INGEST_ATTEMPTS,
     in_bulk: bool | None = None,
+    commit_condition: str | None = None,
 ) -> list[IngestOutcome]:
     """Store validated records, each key at most once, and return one outcome per record.
 
@@ -93,6 +98,11 @@ def ingest_transactions(
     smaller when it keeps losing (a file import's chunk) asks for fewer ``max_attempts``.
     ``in_bulk``: store a batch set-based (``services.bulk``) where the database has a bulk
     loader; by default batches of ``bulk.MIN_RECORDS`` or more are.
+    ``commit_condition``: a statement (``sql.operations().commit_condition``) run last before
+    the commit, in the same round trip; if it fails, nothing is stored and
+    ``CommitConditionFailed`` is raised. The API sends one that holds while the credentials a
+    request was let in with are unchanged (``api.authentication``), instead of reading them
+    before the write.
     """
     if not records:
         return []
@@ -123,10 +133,14 @@ def ingest_transactions(
                     outcomes, stored_ids = _store(records, known_repeats, looked_up)
                 if before_commit is not None:
                     before_commit(outcomes)
+                if commit_condition is not None:
+                    run_last(commit_condition)
             break
         except _RepeatsFound as found:
             known_repeats |= found.keys  # not an error: the next run knows them (no backoff)
         except (OperationalError, IntegrityError) as exc:
+            if commit_condition is not None and operations().is_failed_commit_condition(exc):
+                raise CommitConditionFailed() from exc
             known_repeats = set()  # a repeat's row may be gone by the next run
             if in_bulk and isinstance(exc, IntegrityError) and lost_races < MAX_LOST_RACES:
                 # The set-based path looks its keys up without locks: another writer stored one

@@ -78,6 +78,17 @@ def transaction_sent_together() -> Iterator[None]:
         _waiting.statements = None
 
 
+def run_last(statement: str) -> None:
+    """Run a statement that returns nothing now or, in a ``sent_together`` block, with the
+    block's waiting statements (in a ``transaction_sent_together`` block, just before COMMIT)."""
+    waiting = getattr(_waiting, "statements", None)
+    if waiting is not None:
+        waiting.append(statement)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+
+
 def send_waiting() -> None:
     """Send the statements waiting in a ``sent_together`` block now (before a read of what they write)."""
     waiting = getattr(_waiting, "statements", None)

@@ -103,6 +103,19 @@ class Operations:
     def check_skipped_rows(self, cursor, *, sent: int, stored: int) -> None:
         """Raise if an insert skipping stored keys skipped a row for another reason."""
 
+    # --- a commit that holds only while a stored value is unchanged -----------------------
+
+    def commit_condition(self, *, table: str, key_column: str, value_column: str, key: str, expected: str | None) -> str | None:
+        """A statement that fails unless ``table``'s row ``key`` still holds ``expected`` in
+        ``value_column`` (no row: ``expected`` is None), sent last before a transaction's
+        COMMIT so that the commit happens only if it holds; None where the database has none
+        (the caller then reads the value before it writes)."""
+        return None
+
+    def is_failed_commit_condition(self, exc: Exception) -> bool:
+        """Whether ``exc`` is a ``commit_condition`` statement failing."""
+        return False
+
     # --- the bulk loader (where ``has_bulk_loader``) --------------------------------------
 
     def create_staging_table(self, *, table: str, columns: Sequence[tuple[str, str]], primary_key: Sequence[str]) -> str:

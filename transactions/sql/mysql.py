@@ -22,6 +22,7 @@ _BULK_SPECIAL = re.compile(r"[\\\t\n\r\0]")
 BULK_TEMPORARY_TABLE_BYTES = 64 * 1024 * 1024
 
 LOCK_WAIT_TIMEOUT, DEADLOCK = 1205, 1213  # 1213 is also Galera's certification failure
+SUBQUERY_RETURNS_MORE_THAN_ONE_ROW = 1242  # how commit_condition fails
 
 
 class MySQLOperations(Operations):
@@ -92,6 +93,21 @@ class MySQLOperations(Operations):
             raise TypeError(f"no SQL literal for {kind.__name__}")
 
         return literal
+
+    def commit_condition(self, *, table: str, key_column: str, value_column: str, key: str, expected: str | None) -> str | None:
+        # MySQL has no statement that raises an error of one's choosing outside a stored
+        # program; a scalar subquery that returns two rows does (error 1242), and it returns
+        # the second row only when the stored value differs (<=>: NULL-safe, so a missing row
+        # equals an expected None). Assigned to a session variable so that it is evaluated.
+        if not self.sends_statements_together:
+            return None
+        literal = self.literal_writer()
+        stored = f"(SELECT {self.quote(value_column)} FROM {self.quote(table)} WHERE {self.quote(key_column)} = {literal(key)})"
+        return (f"SET @cdp_commit_condition = (SELECT 1 UNION ALL SELECT 1 FROM DUAL "
+                f"WHERE NOT ({stored} <=> {literal(expected)}))")
+
+    def is_failed_commit_condition(self, exc: Exception) -> bool:
+        return bool(getattr(exc, "args", None)) and exc.args[0] == SUBQUERY_RETURNS_MORE_THAN_ONE_ROW
 
     def insert_start(self, *, skip_conflicts: bool = False) -> str:
         # IGNORE would also skip a row for another error (a value too long, say) with a warning
