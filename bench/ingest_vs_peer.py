@@ -6,7 +6,7 @@ Generates the records with ../shared/bench/gen_transactions.py (seed 11, as ../s
 starts the peer with ../shared/peer/start.sh (4 workers, its own database) and our gunicorn on
 MariaDB (database cdp_ingest_bench, GUNICORN_* settings below), then for each concurrency runs
 rounds A (peer), B (ours), A, B... with ../shared/bench/http_ingest.py, emptying both sides'
-tables before every round so each round stores the same 5,000 new records. Prints each round,
+tables before every round (TRUNCATE: a DELETE leaves the server purging rows into the round) so each round stores the same 5,000 new records. Prints each round,
 the load average, and the ratio ours/peer of the medians.
 """
 
@@ -150,10 +150,10 @@ def main() -> None:
             for round_number in range(1, args.rounds + 1):
                 for side in ("peer", "ours"):
                     if side == "peer":
-                        mariadb(f"DELETE FROM `{peer_table}`", PEER_DB)
+                        mariadb(f"TRUNCATE TABLE `{peer_table}`", PEER_DB)
                         url, headers = f"http://127.0.0.1:{PEER_PORT}/ingest-data", []
                     else:
-                        mariadb("SET FOREIGN_KEY_CHECKS=0; " + " ".join(f"DELETE FROM `{t}`;" for t in our_tables), OUR_DB)
+                        mariadb("SET FOREIGN_KEY_CHECKS=0; " + " ".join(f"TRUNCATE TABLE `{t}`;" for t in our_tables), OUR_DB)
                         url, headers = f"http://127.0.0.1:{OUR_PORT}/api/ingest-data", [f"Authorization: Token {token}"]
                     server_pid = peer_pid if side == "peer" else ours.pid
                     cpu_before = cpu_seconds(server_pid), cpu_seconds(database_pid)
