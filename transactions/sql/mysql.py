@@ -103,8 +103,9 @@ class MySQLOperations(Operations):
             return None
         literal = self.literal_writer()
         stored = f"(SELECT {self.quote(value_column)} FROM {self.quote(table)} WHERE {self.quote(key_column)} = {literal(key)})"
+        # Compared as bytes: the column's collation may ignore case.
         return (f"SET @cdp_commit_condition = (SELECT 1 UNION ALL SELECT 1 FROM DUAL "
-                f"WHERE NOT ({stored} <=> {literal(expected)}))")
+                f"WHERE NOT (CAST({stored} AS BINARY) <=> CAST({literal(expected)} AS BINARY)))")
 
     def is_failed_commit_condition(self, exc: Exception) -> bool:
         return bool(getattr(exc, "args", None)) and exc.args[0] == SUBQUERY_RETURNS_MORE_THAN_ONE_ROW
