@@ -88,6 +88,12 @@ class WriterContract(SummaryAssertionsMixin):
         stored = Transaction.objects.get()
         self.assertEqual(outcome.transaction.pk, stored.pk)
         self.assertEqual((stored.customer_id, stored.transaction_amount), (5, Decimal("12.34")))
+        # The answer's row is built without reading it back: every field as stored.
+        fields = [f.attname for f in Transaction._meta.concrete_fields if f.attname != "created_at"]
+        self.assertEqual(
+            {name: getattr(outcome.transaction, name) for name in fields},
+            {name: getattr(stored, name) for name in fields},
+        )
         self.assertTotalsAddUp()
 
     def test_a_repeat_is_a_duplicate_if_it_agrees_and_a_conflict_if_not_with_the_stored_row(self):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from django.db import connection as default_connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from .base import Operations
 
@@ -30,8 +30,14 @@ def _operations_class(vendor: str) -> type[Operations]:
 
 
 def operations(connection=None) -> Operations:
-    """The operations of ``connection`` (the default database's when not given)."""
-    connection = connection or default_connection
+    """The operations of ``connection`` (the default database's when not given).
+
+    Kept on the connection object itself (each thread has its own), which the operations hold
+    directly: through ``django.db.connection``, a proxy, every attribute read looks the
+    thread's connection up again (a few microseconds each, tens of them a request).
+    """
+    if connection is None:
+        connection = connections[DEFAULT_DB_ALIAS]
     ops = getattr(connection, "_cdp_sql_operations", None)
     if ops is None:
         ops = connection._cdp_sql_operations = _operations_class(connection.vendor)(connection)
