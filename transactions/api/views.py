@@ -186,9 +186,9 @@ class TransactionRangeView(APIView):
             start=params.get("start"),
             end=params.get("time_period") or timezone.now(),
         )
-        total, offset, limit = len(rows), params["offset"], params.get("limit")
-        stop = total if limit is None else min(total, offset + limit)
-        chunks = customer_totals_json(rows.batches(offset, stop))
+        limit = params.get("limit")
+        total, batches = rows.counted(params["offset"], limit)
+        chunks = customer_totals_json(batches)
         if limit is None:
             # Unbounded answers are streamed, so memory stays flat.
             response = StreamingHttpResponse(chunks, content_type="application/json")

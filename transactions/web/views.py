@@ -218,7 +218,7 @@ class RangeReportExportView(DashboardView):
         # for a window, the running totals for all time), as CSV.
         rows = selectors.range_rows(**_range_query(form.cleaned_data))
         return customer_totals_csv_download(
-            file_name=range_export_name(form.cleaned_data), batches=rows.batches(0, len(rows))
+            file_name=range_export_name(form.cleaned_data), batches=rows.counted()[1]
         )
 
 
