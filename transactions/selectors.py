@@ -462,10 +462,11 @@ def _data_version() -> str:
     return f"{last_id}-{str(newest).replace(' ', 'T')}-{last_correction}"
 
 
-def _cached_until_new_data(name: str, compute, *, worth_keeping=lambda value: True):
+def _cached_until_new_data(name: str, compute, *, worth_keeping=lambda value: True, kept=lambda value: value):
     """`compute()`, kept until a transaction is added or corrected, or DASHBOARD_CACHE_SECONDS pass.
 
-    For figures no running total holds, such as a windowed range report's totals.
+    For figures no running total holds, such as a windowed range report's totals. ``kept``:
+    what of a computed value the cache keeps (the value itself by default).
     """
     cache = caches["dashboard"]
     key = f"cdp:dashboard:{name}:{connection.alias}:{_data_version()}"
@@ -473,7 +474,7 @@ def _cached_until_new_data(name: str, compute, *, worth_keeping=lambda value: Tr
     if value is None:
         value = compute()
         if worth_keeping(value):
-            cache.set(key, value, DASHBOARD_CACHE_SECONDS)
+            cache.set(key, kept(value), DASHBOARD_CACHE_SECONDS)
     return value
 
 
@@ -790,6 +791,14 @@ class _MatchedTotals:
 
     customer_ids: array
     cents: array
+    # The customers' names in the same order, when the query that found the matches read them
+    # too (a whole answer asked for cold); never kept in the cache (``_kept_matches``).
+    names: Sequence[str] | None = None
+
+
+def _kept_matches(matches: _MatchedTotals) -> _MatchedTotals:
+    """What the cache keeps of the matches: the two arrays (names are read again, a page's worth)."""
+    return matches if matches.names is None else _MatchedTotals(customer_ids=matches.customer_ids, cents=matches.cents)
 
 
 class CustomerTotalRows:
@@ -829,10 +838,13 @@ class CustomerTotalRows:
     def batches(self, first: int, stop: int) -> Iterator[list[CustomerTotalRow]]:
         """Rows first..stop-1 as (customer_id, name, total) tuples, a few thousand a batch (one
         query of names each): the whole-answer writers' input (``json_codec.customer_totals_json``)."""
-        ids, cents = self._matches.customer_ids, self._matches.cents
+        ids, cents, known_names = self._matches.customer_ids, self._matches.cents, self._matches.names
         stop = min(stop, len(ids))
         for start in range(first, stop, KEYS_PER_QUERY):
             some = ids[start : min(start + KEYS_PER_QUERY, stop)]
+            if known_names is not None:
+                yield list(zip(some, known_names[start : start + len(some)], map(_from_cents, cents[start : start + len(some)])))
+                continue
             names = dict(_names_of(some))
             yield [
                 (customer_id, names[customer_id], _from_cents(total))
@@ -887,17 +899,21 @@ def range_rows(
     end: dt.datetime | None = None,
     state: str | None = None,
     pincode: str | None = None,
+    whole: bool = False,
 ) -> CustomerTotalRows | RunningTotalRows:
     """``range_report``'s rows without its histogram: the API's answer and the dashboard's
     export, from one query (a window's sums kept until new data, as the report keeps them);
     ``len()`` is its count, a slice a page with its names (one query), ``batches()`` the whole
-    answer streamed as (customer_id, name, total) tuples."""
+    answer streamed as (customer_id, name, total) tuples. ``whole``: every row will be read,
+    so a window summed afresh reads the names in the same statement (a query of names per
+    2,000 customers afterwards took a third of a cold whole answer's time)."""
     if state is None and pincode is None and _window_covers_everything(start=start, end=end):
         # All time reads the running totals, names on the same rows, afresh each time (an
         # operator's repair changes them without a new data version).
         return RunningTotalRows(min_amount=min_amount, max_amount=max_amount)
     _, rows = _range_matches(
-        min_amount=min_amount, max_amount=max_amount, start=start, end=end, state=state, pincode=pincode
+        min_amount=min_amount, max_amount=max_amount, start=start, end=end, state=state, pincode=pincode,
+        with_names=whole,
     )
     return CustomerTotalRows(rows)
 
@@ -985,8 +1001,10 @@ def _range_matches(
     state: str | None = None,
     pincode: str | None = None,
     order: str = "-total",
+    with_names: bool = False,
 ) -> tuple[_MatchedTotals, _MatchedTotals]:
-    """The matches biggest total first, and in `order` (see ``range_report``)."""
+    """The matches biggest total first, and in `order` (see ``range_report``); ``with_names``:
+    read the names along if the matches are not kept (see ``_matched_totals``)."""
     if order not in RANGE_REPORT_ORDERS:
         raise ValueError(f"order must be one of {', '.join(RANGE_REPORT_ORDERS)}")
     span = stored_time_span()
@@ -1005,9 +1023,11 @@ def _range_matches(
         return _cached_until_new_data(
             f"range:{query_key}",
             lambda: _matched_totals(
-                min_amount=min_amount, max_amount=max_amount, start=start, end=end, state=state, pincode=pincode
+                min_amount=min_amount, max_amount=max_amount, start=start, end=end, state=state, pincode=pincode,
+                with_names=with_names and order == "-total",
             ),
             worth_keeping=lambda matches: len(matches.customer_ids) <= MAX_CACHED_MATCHES,
+            kept=_kept_matches,
         )
 
     matches = matched()
@@ -1071,13 +1091,33 @@ def _matched_totals(
     end: dt.datetime | None,
     state: str | None = None,
     pincode: str | None = None,
+    with_names: bool = False,
 ) -> _MatchedTotals:
-    """The (customer_id, total in cents) pairs of ``customers_in_total_range``, in its order."""
+    """The (customer_id, total in cents) pairs of ``customers_in_total_range``, in its order;
+    ``with_names``: and the customers' names, read by the same statement."""
     sums = _customer_sums(start=start, end=end, state=state, pincode=pincode)
     if sums is None:  # all time: the running totals, read along their index
         matches = _running_totals_in_range(min_amount=min_amount, max_amount=max_amount)
-        in_cents = matches.values_list("customer_id", Cast(Round(F("total_amount") * 100), BigIntegerField()))
+        in_cents = matches.values_list(
+            "customer_id", Cast(Round(F("total_amount") * 100), BigIntegerField()), *(["name"] if with_names else [])
+        )
         select, params = in_cents.query.get_compiler(using=matches.db).as_sql()
+    elif with_names:
+        # The floor statement of the whole answer: the window summed once, then joined to the
+        # customers (operations().summed_once: MariaDB would sum the window again per customer).
+        sql, params = sums.query.get_compiler(using=sums.db).as_sql()
+        bound = "CAST(%s AS DECIMAL(30, 2))"
+        quote = connection.ops.quote_name
+        customers = quote(Customer._meta.db_table)
+        key, name = quote(Customer._meta.pk.column), quote(Customer._meta.get_field("name").column)
+        select = operations().summed_once(
+            f"SELECT window_totals.customer_id, {_in_cents('window_totals.total_transaction_amount')}, "
+            f"customers.{name} FROM ({sql}) window_totals JOIN {customers} customers "
+            f"ON customers.{key} = window_totals.customer_id "
+            f"WHERE window_totals.total_transaction_amount >= {bound} AND window_totals.total_transaction_amount <= {bound} "
+            "ORDER BY window_totals.total_transaction_amount DESC, window_totals.customer_id"
+        )
+        params = (*params, str(min_amount), str(max_amount))
     else:
         # The window's sums are filtered in an outer query, not in HAVING as the ORM writes it:
         # MariaDB computes SUM() again for each mention in HAVING, a quarter of the query's
@@ -1094,6 +1134,9 @@ def _matched_totals(
     with connection.cursor() as cursor:
         cursor.execute(select, params)
         rows = cursor.fetchall()
+    if with_names:
+        customer_ids, cents, names = zip(*rows) if rows else ((), (), ())
+        return _MatchedTotals(customer_ids=array("q", customer_ids), cents=array("q", cents), names=names)
     customer_ids, cents = zip(*rows) if rows else ((), ())
     return _MatchedTotals(customer_ids=array("q", customer_ids), cents=array("q", cents))
 

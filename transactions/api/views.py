@@ -185,6 +185,7 @@ class TransactionRangeView(APIView):
             max_amount=params["max_amount"],
             start=params.get("start"),
             end=params.get("time_period") or timezone.now(),
+            whole=params.get("limit") is None,
         )
         limit = params.get("limit")
         total, batches = rows.counted(params["offset"], limit)

@@ -142,6 +142,11 @@ class Operations:
         """
         raise NotImplementedError
 
+    def summed_once(self, select: str) -> str:
+        """A SELECT joining a derived table of per-customer sums to another table, planned so
+        that the sums are computed once (not again for each joined row)."""
+        return select
+
     def month_start(self, datetime_sql: str) -> str:
         """The first day (a DATE) of the month of a UTC datetime column."""
         raise NotImplementedError

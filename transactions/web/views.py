@@ -216,7 +216,7 @@ class RangeReportExportView(DashboardView):
             return redirect(f"{reverse('web:range-report')}?{request.GET.urlencode()}")
         # The API's whole answer, read and written as the API writes it (the report's kept sums
         # for a window, the running totals for all time), as CSV.
-        rows = selectors.range_rows(**_range_query(form.cleaned_data))
+        rows = selectors.range_rows(**_range_query(form.cleaned_data), whole=True)
         return customer_totals_csv_download(
             file_name=range_export_name(form.cleaned_data), batches=rows.counted()[1]
         )
