@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+from django.core.cache import caches
 from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
@@ -577,7 +578,10 @@ class WholeAnswerEncodingTests(RangeReportTestCase):
 
     # Quotes, a backslash, control characters, the two JavaScript line separators, and
     # characters outside ASCII and outside the BMP: what a name can hold that needs care.
-    NAMES = ['Asha "Ash" Iyer', "back\\slash", "tab\there", "line\u2028sep\u2029para", "Zoë 😀 नमस्ते", "</script>"]
+    # Control characters (escaped \u00XX, in lower case), and a name spelling such an escape
+    # itself; the whole answers are written by the database where it can (sql customer_total_json).
+    NAMES = ['Asha "Ash" Iyer', "back\\slash", "tab\there", "line\u2028sep\u2029para", "Zoë 😀 नमस्ते", "</script>",
+             "ctl\x01\x1f\x7f", "lit\\u001F"]
 
     def assertEncodedAsDumpsExact(self, response) -> None:
         from transactions.api.json_codec import decimal_as_json_number, dumps_exact
@@ -646,6 +650,10 @@ class WholeAnswerEncodingTests(RangeReportTestCase):
         self.assertEqual(body_of(again), body_of(windowed))
         page = self.range_query({**window, "offset": 2000, "limit": 3})
         self.assertReport(page, expected[2000:2003], total_count=count)
+        caches["dashboard"].clear()  # summed afresh again, from an offset
+        from_offset = self.range_query({**window, "offset": 1999})
+        self.assertReport(from_offset, expected[1999:], total_count=count)
+        self.assertEncodedAsDumpsExact(from_offset)
 
     def test_a_customer_whose_transactions_were_all_deleted_matches_no_range(self):
         from transactions import services

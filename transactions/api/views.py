@@ -188,7 +188,7 @@ class TransactionRangeView(APIView):
             whole=params.get("limit") is None,
         )
         limit = params.get("limit")
-        total, batches = rows.counted(params["offset"], limit)
+        total, batches = rows.counted(params["offset"], limit, as_json=True)
         chunks = customer_totals_json(batches)
         if limit is None:
             # Unbounded answers are streamed, so memory stays flat.

@@ -142,6 +142,13 @@ class Operations:
         """
         raise NotImplementedError
 
+    def customer_total_json(self, *, customer_id: str, name: str, total: str) -> str | None:
+        """An expression writing a range answer's row as ``json_codec._CUSTOMER_TOTAL_JSON``
+        does (the two name each other), from these column expressions (the total a DECIMAL with
+        two places); None where the database cannot write it exactly (its JSON strings escape
+        what ``json_codec.dumps_exact`` escapes; ``json_codec.WrittenRows`` evens out case)."""
+        return None
+
     def summed_once(self, select: str) -> str:
         """A SELECT joining a derived table of per-customer sums to another table, planned so
         that the sums are computed once (not again for each joined row)."""

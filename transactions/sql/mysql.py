@@ -110,6 +110,12 @@ class MySQLOperations(Operations):
     def is_failed_commit_condition(self, exc: Exception) -> bool:
         return bool(getattr(exc, "args", None)) and exc.args[0] == SUBQUERY_RETURNS_MORE_THAN_ONE_ROW
 
+    def customer_total_json(self, *, customer_id: str, name: str, total: str) -> str | None:
+        # A DECIMAL(x, 2) converts to its text with both places; JSON_QUOTE escapes as
+        # Python's JSON encoder does, with upper-case hex (json_codec.WrittenRows evens it out).
+        return (f"""CONCAT('{{"customer_id":', {customer_id}, ',"name":', JSON_QUOTE({name}), """
+                f"""',"total_transaction_amount":', {total}, '}}')""")
+
     def summed_once(self, select: str) -> str:
         # MariaDB's optimizer may push the join into the derived table ("split materialized",
         # a lateral derived table): the window summed again for each of tens of thousands of

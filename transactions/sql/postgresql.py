@@ -9,3 +9,9 @@ class PostgreSQLOperations(Operations):
     def is_transient(self, exc) -> bool:
         # serialization_failure, deadlock_detected
         return getattr(exc.__cause__, "sqlstate", None) in ("40001", "40P01")
+
+    def customer_total_json(self, *, customer_id: str, name: str, total: str) -> str | None:
+        # numeric keeps its scale in text (a sum of DECIMAL(x, 2) has two places); to_json of a
+        # text escapes as Python's JSON encoder does.
+        return (f"""CONCAT('{{"customer_id":', {customer_id}, ',"name":', to_json(({name})::text)::text, """
+                f"""',"total_transaction_amount":', {total}, '}}')""")
