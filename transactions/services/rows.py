@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from ..sql import operations
 
@@ -55,8 +55,10 @@ def transaction_sent_together() -> Iterator[None]:
     would; if even that fails the connection is closed, which rolls it back on the server.
     Elsewhere, or inside another transaction, it is ``atomic()`` around ``sent_together()``.
     """
+    ops = operations()
+    connection = ops.connection  # the thread's own (not django.db.connection's proxy: see sql.operations)
     connection.ensure_connection()
-    if (not operations().sends_statements_together or connection.in_atomic_block
+    if (not ops.sends_statements_together or connection.in_atomic_block
             or not connection.get_autocommit() or getattr(_waiting, "statements", None) is not None):
         with transaction.atomic(), sent_together():
             yield
@@ -85,7 +87,7 @@ def run_last(statement: str) -> None:
     if waiting is not None:
         waiting.append(statement)
         return
-    with connection.cursor() as cursor:
+    with operations().connection.cursor() as cursor:
         cursor.execute(statement)
 
 
@@ -93,17 +95,19 @@ def send_waiting() -> None:
     """Send the statements waiting in a ``sent_together`` block now (before a read of what they write)."""
     waiting = getattr(_waiting, "statements", None)
     if waiting:
+        connection = operations().connection
         with connection.cursor() as cursor:
-            _send(cursor, waiting)
+            _send(connection, cursor, waiting)
 
 
-def _send(cursor, statements: list[str]) -> None:
+def _send(connection, cursor, statements: list[str]) -> None:
     """Run the statements in one round trip; the cursor is left at the last one's result."""
     cursor.execute(";\n".join(statements))
-    for _ in range(len(statements) - 1):
+    if len(statements) > 1:
         # The server reports a later statement's error as the client moves on to its result.
         with connection.wrap_database_errors:
-            cursor.cursor.nextset()
+            for _ in range(len(statements) - 1):
+                cursor.cursor.nextset()
     statements.clear()
 
 
@@ -208,6 +212,7 @@ def insert_rows(
     )
     returned: list[tuple] = []
     step = ops.rows_per_statement(len(field_names))
+    connection = ops.connection
     with connection.cursor() as cursor:
         for first in range(0, len(rows), step):
             chunk = rows[first : first + step]
@@ -218,7 +223,7 @@ def insert_rows(
                 waiting.append(statement)
                 if not returning and sum(map(len, waiting)) < MAX_WAITING_CHARACTERS:
                     continue
-                _send(cursor, waiting)
+                _send(connection, cursor, waiting)
             else:
                 # No parameters (MySQL: literals) must be None, or the driver reads a "%" in a text as one.
                 cursor.execute(statement, params or None)
