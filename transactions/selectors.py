@@ -24,7 +24,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Collate, Round, RowNumber, TruncMonth
 
 from . import import_files
-from .api.json_codec import CustomerTotalRow, WrittenRows, dumps_exact, loads_exact
+from .api.json_codec import CustomerTotalRow, WrittenRows, dumps_exact, loads_exact, rows_in_cents_json
 from .sql import operations
 from .models import (
     Customer, CustomerPincodeTotal, ImportJob, MonthlyTotal, MonthlyTotalDelta, PincodeTotal, PincodeTotalDelta, Transaction,
@@ -834,28 +834,39 @@ class CustomerTotalRows:
     def counted(
         self, first: int = 0, limit: int | None = None, *, as_json: bool = False
     ) -> tuple[int, Iterator[Sequence[CustomerTotalRow]]]:
-        """The count, and ``limit`` rows (all if None) from ``first`` on as ``batches``
-        (``as_json``: the rows will be written as JSON; these are written here, as tuples: the
-        window's sums come from Python, and a database writing the JSON of the names it joins
-        made the statement slower, 241-263 ms against 210-221, than Python made the rest)."""
+        """The count, and ``limit`` rows (all if None) from ``first`` on as ``batches``; with
+        ``as_json``, as JSON written from the kept cents (``WrittenRows``; a database writing the
+        JSON of the names it joins made the statement slower, 241-263 ms against 210-221, than
+        Python made the rest)."""
         total = len(self)
-        return total, self.batches(first, total if limit is None else min(total, first + limit))
+        stop = total if limit is None else min(total, first + limit)
+        if as_json:
+            # Written from the cents as they are kept (json_codec.rows_in_cents_json).
+            return total, (
+                rows_in_cents_json(ids, names, cents) for ids, names, cents in self._columns(first, stop)
+            )
+        return total, self.batches(first, stop)
 
     def batches(self, first: int, stop: int) -> Iterator[list[CustomerTotalRow]]:
         """Rows first..stop-1 as (customer_id, name, total) tuples, a few thousand a batch (one
         query of names each): the whole-answer writers' input (``json_codec.customer_totals_json``)."""
+        for ids, names, cents in self._columns(first, stop):
+            yield list(zip(ids, names, map(_from_cents, cents)))
+
+    def _columns(self, first: int, stop: int) -> Iterator[tuple[Sequence[int], Sequence[str], Sequence[int]]]:
+        """Rows first..stop-1 as three columns (ids, names, totals in cents), a few thousand
+        rows at a time: the names read in one query each, unless the matches came with them."""
         ids, cents, known_names = self._matches.customer_ids, self._matches.cents, self._matches.names
         stop = min(stop, len(ids))
         for start in range(first, stop, KEYS_PER_QUERY):
-            some = ids[start : min(start + KEYS_PER_QUERY, stop)]
+            end = min(start + KEYS_PER_QUERY, stop)
+            some = ids[start:end]
             if known_names is not None:
-                yield list(zip(some, known_names[start : start + len(some)], map(_from_cents, cents[start : start + len(some)])))
-                continue
-            names = dict(_names_of(some))
-            yield [
-                (customer_id, names[customer_id], _from_cents(total))
-                for customer_id, total in zip(some, cents[start : start + len(some)])
-            ]
+                names = known_names[start:end]
+            else:
+                found = dict(_names_of(some))
+                names = [found[customer_id] for customer_id in some]
+            yield some, names, cents[start:end]
 
 
 def _from_cents(cents: int) -> Decimal:
@@ -1171,11 +1182,12 @@ def _matched_totals(
     with connection.cursor() as cursor:
         cursor.execute(select, params)
         rows = cursor.fetchall()
-    if with_names:
-        customer_ids, cents, names = zip(*rows) if rows else ((), (), ())
-        return _MatchedTotals(customer_ids=array("q", customer_ids), cents=array("q", cents), names=names)
-    customer_ids, cents = zip(*rows) if rows else ((), ())
-    return _MatchedTotals(customer_ids=array("q", customer_ids), cents=array("q", cents))
+    # Column by column: zip(*rows) made an iterator per row, garbage for the collector to chase.
+    return _MatchedTotals(
+        customer_ids=array("q", [row[0] for row in rows]),
+        cents=array("q", [row[1] for row in rows]),
+        names=[row[2] for row in rows] if with_names else None,
+    )
 
 
 def _in_cents(column: str) -> str:

@@ -690,3 +690,21 @@ class CustomerTotalsJsonTests(TestCase):
         )
         self.assertEqual(b"".join(customer_totals_json([])), b"[]")
         self.assertEqual(b"".join(customer_totals_json([[]])), b"[]")
+
+    def test_totals_given_in_cents_are_written_as_their_decimals_are(self):
+        # A window's whole answer is written from the kept cents (rows_in_cents_json): the same
+        # bytes as the (customer_id, name, Decimal) rows, for every number of cents, a name that
+        # needs escapes, and the general path a negative total would take.
+        from transactions.api.json_codec import customer_totals_json, rows_in_cents_json
+
+        names = ["a", 'q"\\', "line\u2028sep", "ctl\x01"]
+        for cents in ([0, 5, 10, 99], [100, 101, 1999, 123456789012], [250, -1, -150, 7]):
+            with self.subTest(cents=cents):
+                ids = list(range(1, len(cents) + 1))
+                as_decimals = [(i, n, Decimal(c).scaleb(-2)) for i, n, c in zip(ids, names, cents)]
+                self.assertEqual(
+                    b"".join(customer_totals_json([rows_in_cents_json(ids, names, cents)])),
+                    b"".join(customer_totals_json([as_decimals])),
+                )
+        self.assertIn(b'"total_transaction_amount":0.05}', b"".join(customer_totals_json([rows_in_cents_json([1, 2], ["a", "b"], [5, 1])])))
+        self.assertIn(b'"total_transaction_amount":-1.50}', b"".join(customer_totals_json([rows_in_cents_json([1, 2], ["a", "b"], [-150, 1])])))
