@@ -49,13 +49,36 @@ def writes_in_bulk(records: Sequence[TransactionRecord], *, minimum: int = MIN_R
     return len(records) >= minimum and operations().has_bulk_loader
 
 
+class PreparedRecords(list):
+    """Records with what ``store_in_bulk`` works out from them alone done ahead: which record
+    of each key is the first, and the staging file's text. A file import prepares its next
+    chunk this way while the writer thread stores the one before (``services.imports``): the
+    file's text was half of the writer's Python, which held the GIL the validation needed."""
+
+    def __init__(self, records: Sequence[TransactionRecord]):
+        super().__init__(records)
+        # The first record of each key is the one that may be stored (a later one's index is
+        # overwritten by the earlier one's, walking backwards).
+        self.first_of_key = {self[index].key: index for index in range(len(self) - 1, -1, -1)}
+        candidates = list(self.first_of_key.values())
+        staged = [self[index] for index in candidates]
+        self.file_text = operations().bulk_file_text(
+            [candidates, *([getattr(r, attribute) for r in staged] for attribute in STAGED_ATTRIBUTES)]
+        )
+
+
+def prepared(records: Sequence[TransactionRecord]) -> Sequence[TransactionRecord]:
+    """The records as ``PreparedRecords`` where ``ingest_transactions(in_bulk=True)`` would store
+    them set-based; as they are elsewhere."""
+    return PreparedRecords(records) if writes_in_bulk(records, minimum=1) else records
+
+
 def store_in_bulk(records: Sequence[TransactionRecord]) -> list:
     """Store the records (in the caller's transaction); one ``IngestOutcome`` per record."""
     from .ingest import IngestOutcome, _same_payment  # ingest routes big batches here
 
-    # The first record of each key is the one that may be stored (a later one's index is
-    # overwritten by the earlier one's, walking backwards).
-    first_of_key = {records[index].key: index for index in range(len(records) - 1, -1, -1)}
+    records = records if isinstance(records, PreparedRecords) else PreparedRecords(records)
+    first_of_key = records.first_of_key
     ops = operations()
     with connection.cursor() as cursor:
         for statement in ops.bulk_session_statements():
@@ -65,7 +88,7 @@ def store_in_bulk(records: Sequence[TransactionRecord]) -> list:
             table=STAGING_TABLE, columns=_staging_columns(), primary_key=[_column("customer"), _column("transaction_datetime")]
         ))
         try:
-            _load(cursor, records, list(first_of_key.values()))
+            _load(cursor, records)
             stored = _stored_repeats(cursor)  # seq -> what the stored row says
             if stored:
                 cursor.execute(f"DELETE FROM {_quote(STAGING_TABLE)} WHERE seq IN ({', '.join(['%s'] * len(stored))})",
@@ -118,15 +141,12 @@ def _staging_columns() -> list[tuple[str, str]]:
     return columns
 
 
-def _load(cursor, records: Sequence[TransactionRecord], candidates: list[int]) -> None:
-    ops = operations()
-    staged = [records[index] for index in candidates]
-    columns = [candidates, *([getattr(r, attribute) for r in staged] for attribute in STAGED_ATTRIBUTES)]
+def _load(cursor, records: PreparedRecords) -> None:
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="\n", prefix="cdp-bulk-", suffix=".tsv") as file:
-        file.write(ops.bulk_file_text(columns))
+        file.write(records.file_text)
         file.flush()
-        ops.bulk_load(cursor, table=STAGING_TABLE, columns=["seq", *(_column(name) for name in STAGED_FIELDS)],
-                      path=file.name, rows=len(staged))
+        operations().bulk_load(cursor, table=STAGING_TABLE, columns=["seq", *(_column(name) for name in STAGED_FIELDS)],
+                               path=file.name, rows=len(records.first_of_key))
 
 
 def _stored_repeats(cursor) -> dict[int, selectors.StoredPayment]:

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from ..models import ImportJob, RejectedRow
 from .. import import_files
+from . import bulk
 from ..validation import RecordInvalid, TransactionRecord, parse_transaction_record
 from ..sql import operations
 from .ingest import MAX_INGEST_ATTEMPTS, IngestOutcome, ingest_transactions
@@ -168,10 +169,19 @@ class _ValidatedChunk:
     # Just past each row: its byte offset and line number (arrays: 16 bytes a row, not 100).
     end_offsets: array
     end_lines: array
+    # The records, prepared for the set-based writer (``bulk.prepared``) by the thread that
+    # validated them, so that the writer thread has only the database's work left.
+    prepared_records: Sequence[TransactionRecord] | None = None
 
     @property
-    def records(self) -> list[TransactionRecord]:
+    def records(self) -> Sequence[TransactionRecord]:
+        if self.prepared_records is not None:
+            return self.prepared_records
         return [row for row in self.rows if not isinstance(row, RejectedRow)]
+
+    def prepare(self) -> _ValidatedChunk:
+        self.prepared_records = bulk.prepared(self.records)
+        return self
 
     @property
     def rejected(self) -> list[RejectedRow]:
@@ -200,7 +210,7 @@ def _validated_chunks(*, job_id: int, rows: Iterator[import_files.FileRow], file
     the validated chunks stay in memory (a file row with its raw line takes more than its record)."""
     while (chunk := _validated_chunk(job_id=job_id, chunk=islice(rows, settings.CDP_IMPORT_CHUNK_ROWS),
                                      file_format=file_format)).rows:
-        yield chunk
+        yield chunk.prepare()
 
 
 def _validated_chunk(*, job_id: int, chunk: Iterable[import_files.FileRow], file_format: str) -> _ValidatedChunk:
