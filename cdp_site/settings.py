@@ -227,6 +227,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["transactions.api.renderers.ExactDecimalJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["transactions.api.parsers.ExactDecimalJSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "transactions.api.negotiation.ContentNegotiation",
     "DEFAULT_THROTTLE_CLASSES": [
         "transactions.api.throttling.AnonRateThrottle",
         "transactions.api.throttling.UserRateThrottle",

@@ -333,6 +333,41 @@ class RequestErrorTests(ApiClientMixin, TestCase):
         self.assertEqual(Transaction.objects.count(), 0)
 
 
+class ContentNegotiationTests(ApiClientMixin, TestCase):
+    """Accept headers (transactions/api/negotiation.py answers "*/*" without parsing it)."""
+
+    def test_a_client_accepting_json_or_anything_gets_json(self):
+        for index, accept in enumerate([None, "*/*", "application/json", "application/*", "text/html, */*;q=0.1"], start=1):
+            with self.subTest(accept=accept):
+                extra = {} if accept is None else {"HTTP_ACCEPT": accept}
+                response = self.ingest(record(customer_id=index), **extra)
+                self.assertEqual(response.status_code, 201, response.content)
+                self.assertEqual(response["Content-Type"], "application/json")
+                self.assertEqual(response.json()["status"], "created")
+        self.assertEqual(Transaction.objects.count(), 5)
+
+    def test_a_client_accepting_only_another_media_type_is_406_and_nothing_is_stored(self):
+        response = self.ingest(record(customer_id=1), HTTP_ACCEPT="text/html")
+        self.assertEqual(response.status_code, 406)
+        self.assertEqual(Transaction.objects.count(), 0)
+
+    def test_a_format_asked_in_the_url_is_honoured(self):
+        response = self.api.post(INGEST_URL + "?format=xml", record(customer_id=1), format="json")
+        self.assertEqual(response.status_code, 404)  # DRF: no renderer for that format
+        self.assertEqual(Transaction.objects.count(), 0)
+
+
+class GenerationRowTests(TestCase):
+    """Where the credentials generation lives is worked out once, and again when the settings change."""
+
+    def test_the_row_follows_the_cache_settings(self):
+        self.assertEqual(authentication._generation_in_database_table()[0], settings.CACHES["default"]["LOCATION"])
+        with override_settings(CACHES={**settings.CACHES, "default": {
+                "BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "generation-row-test"}}):
+            self.assertIsNone(authentication._generation_in_database_table())
+        self.assertEqual(authentication._generation_in_database_table()[0], settings.CACHES["default"]["LOCATION"])
+
+
 class ThrottlingTests(TestCase):
     def setUp(self):
         clear_caches()

@@ -34,7 +34,9 @@ from django.contrib.auth.models import Group, Permission, User
 from django.core.cache import caches
 from django.core.cache.backends.db import DatabaseCache
 from django.db import DEFAULT_DB_ALIAS, connection, router
+from django.core.signals import setting_changed
 from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.dispatch import receiver
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
@@ -54,12 +56,30 @@ CONFIRMED_ATTRIBUTE = "cdp_credentials_confirmed"  # read, or authenticated agai
 _NOT_WAITING = object()
 
 
-def _generation_in_database_table():
-    """(cache, table, key) when the shared cache is a database table of the default database."""
-    cache = caches["default"]
-    if not isinstance(cache, DatabaseCache) or router.db_for_read(cache.cache_model_class) != DEFAULT_DB_ALIAS:
-        return None
-    return cache, cache._table, cache.make_and_validate_key(GENERATION_KEY)
+_NOT_LOOKED_UP = ("", "")
+_generation_row: tuple[str, str] | None = _NOT_LOOKED_UP
+
+
+def _generation_in_database_table() -> tuple[str, str] | None:
+    """(table, key) of the generation's row when the shared cache is a database table of the
+    default database, else None. Worked out once per process (it depends on the settings
+    only; two look-ups a request cost 3% of a single ingest's Python) and again when a test
+    changes the settings it depends on."""
+    global _generation_row
+    if _generation_row is _NOT_LOOKED_UP:
+        cache = caches["default"]
+        if not isinstance(cache, DatabaseCache) or router.db_for_read(cache.cache_model_class) != DEFAULT_DB_ALIAS:
+            _generation_row = None
+        else:
+            _generation_row = (cache._table, cache.make_and_validate_key(GENERATION_KEY))
+    return _generation_row
+
+
+@receiver(setting_changed)
+def _look_up_generation_row_again(setting, **kwargs) -> None:
+    global _generation_row
+    if setting in ("CACHES", "DATABASE_ROUTERS", "DATABASES"):
+        _generation_row = _NOT_LOOKED_UP
 
 
 def _current_generation() -> str | None:
@@ -68,7 +88,7 @@ def _current_generation() -> str | None:
     in_table = _generation_in_database_table()
     if in_table is None:
         return caches["default"].get(GENERATION_KEY)
-    _, table, key = in_table
+    table, key = in_table
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT value FROM {connection.ops.quote_name(table)} WHERE cache_key = %s", [key])
         row = cursor.fetchone()
@@ -81,7 +101,7 @@ def commit_condition(request) -> str | None:
     generation = getattr(request._request, UNCONFIRMED_ATTRIBUTE, _NOT_WAITING)
     if generation is _NOT_WAITING:
         return None
-    _, table, key = _generation_in_database_table()
+    table, key = _generation_in_database_table()
     return operations().commit_condition(table=table, key_column="cache_key", value_column="value",
                                          key=key, expected=generation)
 
