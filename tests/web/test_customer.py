@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.db import connection
 from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 
 from tests.support import DashboardTestMixin, logged_in_client, record, store
 
@@ -92,3 +94,27 @@ class CustomerPageTests(DashboardTestMixin, TestCase):
         response = self.client.get("/customers/5/")
         self.assertNotContains(response, "<script>alert(1)")
         self.assertContains(response, "&lt;script&gt;alert(1)&lt;/script&gt;")
+
+
+class CustomerMonthsKeptTests(DashboardTestMixin, TestCase):
+    def months_summed(self, queries) -> list[str]:
+        return [query["sql"] for query in queries
+                if "GROUP BY" in query["sql"] and "transactions_transaction" in query["sql"]]
+
+    def test_months_are_summed_once_until_a_transaction_is_added(self):
+        customer_with_history(2)
+        with CaptureQueriesContext(connection) as first:
+            self.client.get("/customers/42/")
+        with CaptureQueriesContext(connection) as again:
+            response = self.client.get("/customers/42/")
+        self.assertEqual(
+            (len(self.months_summed(first.captured_queries)), self.months_summed(again.captured_queries)), (1, [])
+        )
+        self.assertEqual([(m.month.isoformat(), m.transactions) for m in response.context["months"]],
+                         [("2024-01-01", 1), ("2024-02-01", 1)])
+        store(record(customer_id=42, name="Meera", transaction_amount="5.00",
+                     transaction_datetime="2024-04-02T08:00:00Z"))
+        response = self.client.get("/customers/42/")
+        self.assertEqual([(m.month.isoformat(), m.transactions, m.total_amount) for m in response.context["months"]],
+                         [("2024-01-01", 1, Decimal("100.00")), ("2024-02-01", 1, Decimal("100.00")),
+                          ("2024-03-01", 0, Decimal("0.00")), ("2024-04-01", 1, Decimal("5.00"))])

@@ -82,6 +82,17 @@ class RangeReportSortingAndFilterTests(DashboardTestMixin, TestCase):
         self.assertEqual((last.high, bands[-1]["query"]), (Decimal("300.00"), f"min_amount={last.low}&max_amount=300.00"))
         self.assertContains(response, f'<a href="{URL}?{bands[-1]["query"].replace("&", "&amp;")}" data-band>')
 
+    def test_band_links_keep_the_rest_of_the_query_but_the_page(self):
+        response = self.client.get(
+            URL, {"min_amount": "0", "max_amount": "100000", "state": "Punjab", "sort": "name", "page": "1"}
+        )
+        bands = response.context["bands"]
+        self.assertTrue(bands)
+        for index, band in enumerate(bands):
+            bucket = band["bucket"]
+            high = bucket.high if index == len(bands) - 1 else max(bucket.low, bucket.high - Decimal("0.01"))
+            self.assertEqual(band["query"], f"state=Punjab&sort=name&min_amount={bucket.low}&max_amount={high}")
+
     def test_export_names_carry_the_query(self):
         response = self.client.get(URL + "export.csv", {"min_amount": "10000", "max_amount": "100000", "start": "2024-01-01"})
         self.assertEqual(response["Content-Disposition"], 'attachment; filename="range-10000-100000-2024-01-01.csv"')

@@ -82,8 +82,9 @@ def _look_up_generation_row_again(setting, **kwargs) -> None:
         _generation_row = _NOT_LOOKED_UP
 
 
-def _current_generation() -> str | None:
-    """The generation as stored: in a database cache, the row's stored text (never unpickled:
+def current_generation() -> str | None:
+    """The generation as stored (the dashboard's session users are kept by it too,
+    ``web.authentication``): in a database cache, the row's stored text (never unpickled:
     it is only compared, and ``commit_condition`` compares the same text in SQL)."""
     in_table = _generation_in_database_table()
     if in_table is None:
@@ -117,7 +118,7 @@ def confirm_or_authenticate_again(request, view, *, changed: bool = False) -> No
     if hasattr(request._request, UNCONFIRMED_ATTRIBUTE):
         delattr(request._request, UNCONFIRMED_ATTRIBUTE)
     setattr(request._request, CONFIRMED_ATTRIBUTE, True)
-    if not changed and _current_generation() == generation:
+    if not changed and current_generation() == generation:
         return
     _kept.clear()
     request._authenticate()
@@ -154,7 +155,7 @@ class CachedTokenAuthentication(TokenAuthentication):
         if kept is not None and now - kept[1] < MAX_AGE_SECONDS and self._may_confirm_when_writing():
             setattr(self._request._request, UNCONFIRMED_ATTRIBUTE, kept[0])
             return copy.copy(kept[2]), kept[3]
-        generation = _current_generation()
+        generation = current_generation()
         if kept is not None and kept[0] == generation and now - kept[1] < MAX_AGE_SECONDS:
             _, _, user, token = kept
         else:

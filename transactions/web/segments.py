@@ -19,7 +19,9 @@ from transactions.csv_download import csv_download
 from transactions.models import Segment
 
 from .forms import SEGMENT_QUERY_FIELDS, SegmentForm
-from .views import RANGE_COLUMNS, DashboardView, _export_name, _page_of, _query_without, sortable_columns
+from .views import (
+    RANGE_COLUMNS, DashboardView, _customer_path_prefix, _export_name, _page_of, _query_without, sortable_columns,
+)
 
 CHANGES_SHOWN = 20
 
@@ -125,6 +127,7 @@ class SegmentView(DashboardView):
             "columns": sortable_columns(
                 columns=RANGE_COLUMNS, current=order, query_string=_query_without(request, "page", "sort")
             ),
+            "customer_path": _customer_path_prefix(),
         }
         if not (request.htmx and not request.htmx.history_restore_request):
             changes = segment_selectors.membership_changes(segment, report)

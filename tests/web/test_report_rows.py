@@ -1,0 +1,70 @@
+"""The reports' rows written in Python (``transactions.templatetags.report_rows``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.template import engines
+from django.test import SimpleTestCase
+
+from transactions.selectors import CustomerTotal
+from transactions.templatetags.report_rows import customer_total_rows, ranked_customer_rows
+
+
+class ReportRowsTests(SimpleTestCase):
+    def test_customer_total_rows_are_numbered_linked_and_escaped(self):
+        rows = [
+            {"customer_id": 1234567, "name": 'Asha <b>"Iyer"</b>',
+             "total_transaction_amount": Decimal("123456.5")},
+            {"customer_id": 8, "name": "Bela", "total_transaction_amount": Decimal("0.00")},
+        ]
+        self.assertHTMLEqual(
+            customer_total_rows(rows, first_number=51, customer_path="/customers/"),
+            '<tr><td class="num">51</td>'
+            '<td><a href="/customers/1234567/">Asha &lt;b&gt;&quot;Iyer&quot;&lt;/b&gt;</a></td>'
+            '<td class="num" data-customer-id="1234567">1234567</td>'
+            '<td class="num" data-total="123456.50">₹1,23,456.50</td></tr>'
+            '<tr><td class="num">52</td><td><a href="/customers/8/">Bela</a></td>'
+            '<td class="num" data-customer-id="8">8</td><td class="num" data-total="0.00">₹0.00</td></tr>',
+        )
+
+    def test_ranked_customer_rows_are_ranked_from_one(self):
+        ranked = [CustomerTotal(42, "Chand & Co", Decimal("9999999.99")), CustomerTotal(7, "Dev", Decimal("10.00"))]
+        self.assertHTMLEqual(
+            ranked_customer_rows(ranked, customer_path="/customers/"),
+            '<tr><th scope="row"><span class="rank">1.</span> <a href="/customers/42/">Chand &amp; Co</a></th>'
+            '<td class="num" data-value="9999999.99">₹99,99,999.99</td></tr>'
+            '<tr><th scope="row"><span class="rank">2.</span> <a href="/customers/7/">Dev</a></th>'
+            '<td class="num" data-value="10.00">₹10.00</td></tr>',
+        )
+
+    def test_rows_are_the_template_loops_rows(self):
+        """What the tags write is what the templates' loops wrote before them."""
+        rows = [
+            {"customer_id": 1000 + i, "name": f"<n{i}>", "total_transaction_amount": Decimal(i * 12345).scaleb(-2)}
+            for i in range(60)
+        ]
+        loop = engines["django"].from_string(
+            "{% load l10n money %}{% for row in rows %}<tr><td class=\"num\">{{ first|add:forloop.counter0 }}</td>"
+            "<td><a href=\"{{ customer_path }}{{ row.customer_id|unlocalize }}/\">{{ row.name }}</a></td>"
+            "<td class=\"num\" data-customer-id=\"{{ row.customer_id|unlocalize }}\">"
+            "{{ row.customer_id|unlocalize }}</td>"
+            "<td class=\"num\" data-total=\"{{ row.total_transaction_amount|floatformat:2|unlocalize }}\">"
+            "{{ row.total_transaction_amount|rupees }}</td></tr>{% endfor %}"
+        )
+        self.assertHTMLEqual(
+            customer_total_rows(rows, first_number=1001, customer_path="/customers/"),
+            loop.render({"rows": rows, "first": 1001, "customer_path": "/customers/"}),
+        )
+        ranked = [CustomerTotal(row["customer_id"], row["name"], row["total_transaction_amount"]) for row in rows]
+        loop = engines["django"].from_string(
+            "{% load l10n money %}{% for entry in ranked %}"
+            "<tr><th scope=\"row\"><span class=\"rank\">{{ forloop.counter }}.</span>"
+            " <a href=\"{{ customer_path }}{{ entry.customer_id|unlocalize }}/\">{{ entry.name }}</a></th>"
+            "<td class=\"num\" data-value=\"{{ entry.total_transaction_amount|unlocalize }}\">"
+            "{{ entry.total_transaction_amount|rupees }}</td></tr>{% endfor %}"
+        )
+        self.assertHTMLEqual(
+            ranked_customer_rows(ranked, customer_path="/customers/"),
+            loop.render({"ranked": ranked, "customer_path": "/customers/"}),
+        )
