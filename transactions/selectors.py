@@ -8,23 +8,26 @@ import datetime as dt
 import hashlib
 import io
 import operator
+import threading
 from array import array
 from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from itertools import islice
 
+from django.conf import settings
 from django.core.cache import caches
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import (
-    BigIntegerField, Count, DateField, DecimalField, F, Max, Min, OuterRef, QuerySet, Subquery, Sum, Value, Window,
+    BigIntegerField, CharField, Count, DateField, DecimalField, F, Max, Min, OuterRef, QuerySet, Subquery, Sum, Value, Window,
 )
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Collate, Round, RowNumber, TruncMonth
 
 from . import import_files
-from .api.json_codec import CustomerTotalRow, WrittenRows, dumps_exact, loads_exact, rows_in_cents_json
+from .api.json_codec import CustomerTotalRow, WrittenRows, cents_as_text, dumps_exact, loads_exact, rows_in_cents_json
 from .sql import operations
 from .models import (
     Customer, CustomerPincodeTotal, ImportJob, MonthlyTotal, MonthlyTotalDelta, PincodeTotal, PincodeTotalDelta, Transaction,
@@ -838,7 +841,7 @@ class CustomerTotalRows:
             yield from self[start : min(start + names_per_query, stop)]
 
     def counted(
-        self, first: int = 0, limit: int | None = None, *, as_json: bool = False
+        self, first: int = 0, limit: int | None = None, *, as_json: bool = False, as_text: bool = False
     ) -> tuple[int, Iterator[Sequence[CustomerTotalRow]]]:
         """The count, and ``limit`` rows (all if None) from ``first`` on as ``batches``; with
         ``as_json``, as JSON written from the kept cents (``WrittenRows``; a database writing the
@@ -850,6 +853,10 @@ class CustomerTotalRows:
             # Written from the cents as they are kept (json_codec.rows_in_cents_json).
             return total, (
                 rows_in_cents_json(ids, names, cents) for ids, names, cents in self._columns(first, stop)
+            )
+        if as_text:  # the totals as their exact text, written from the cents
+            return total, (
+                list(zip(ids, names, cents_as_text(cents))) for ids, names, cents in self._columns(first, stop)
             )
         return total, self.batches(first, stop)
 
@@ -955,11 +962,13 @@ class RunningTotalRows:
         yield from self._queryset[first:stop].iterator(chunk_size=KEYS_PER_QUERY)
 
     def counted(
-        self, first: int = 0, limit: int | None = None, *, as_json: bool = False
+        self, first: int = 0, limit: int | None = None, *, as_json: bool = False, as_text: bool = False
     ) -> tuple[int, Iterator[Sequence[CustomerTotalRow] | WrittenRows]]:
         """The count, and ``limit`` rows (all if None) from ``first`` on as ``batches``; with
         ``as_json``, a whole answer as the database writes it where it can (``WrittenRows``:
-        55 ms against 77 for the 55,087 rows of bench/range_vs_sql.py, the SQL floor 51).
+        55 ms against 77 for the 55,087 rows of bench/range_vs_sql.py, the SQL floor 51); with
+        ``as_text``, a whole answer's totals as their exact text, as the database writes a
+        DECIMAL (the CSV export: no Decimal made of each and turned back into text).
 
         The whole answer is counted by the statement that reads it: the cursor holds every row
         once it has run (mysqlclient and psycopg fetch the result whole; SQLite's says -1, and
@@ -971,7 +980,7 @@ class RunningTotalRows:
         written = self._written_sql() if as_json else None
         cursor = connection.cursor()
         try:
-            cursor.execute(*(written or self._rows_sql(0, None)))
+            cursor.execute(*(written or self._rows_sql(0, None, as_text=as_text and operations().exact_decimal_sums)))
             total = cursor.rowcount
             fetched = None
             if total < 0:
@@ -1022,8 +1031,10 @@ class RunningTotalRows:
             raise
         yield from self._read(cursor, None)
 
-    def _rows_sql(self, first: int, stop: int | None) -> tuple[str, tuple]:
-        rows = self._queryset[first:stop].values_list("customer_id", "name", "total_transaction_amount")
+    def _rows_sql(self, first: int, stop: int | None, *, as_text: bool = False) -> tuple[str, tuple]:
+        # A DECIMAL(x, 2) as text has both its places ("1500.00"), as its Decimal's str() has.
+        total = Cast("total_amount", CharField()) if as_text else "total_transaction_amount"
+        rows = self._queryset[first:stop].values_list("customer_id", "name", total)
         return rows.query.sql_with_params()
 
     @staticmethod
@@ -1150,6 +1161,83 @@ def _matched_totals(
     """The (customer_id, total in cents) pairs of ``customers_in_total_range``, in its order;
     ``with_names``: and the customers' names, read by the same statement."""
     sums = _customer_sums(start=start, end=end, state=state, pincode=pincode)
+    if sums is None:
+        rows = _fetched(*_matched_totals_sql(None, min_amount=min_amount, max_amount=max_amount, with_names=with_names))
+    else:
+        rows = _summed_in_parts(
+            lambda part: _fetched(*_matched_totals_sql(
+                sums if part is None else sums.filter(customer_id__gte=part[0], customer_id__lt=part[1]),
+                min_amount=min_amount, max_amount=max_amount, with_names=with_names,
+            ))
+        )
+    # Column by column: zip(*rows) made an iterator per row, garbage for the collector to chase.
+    return _MatchedTotals(
+        customer_ids=array("q", [row[0] for row in rows]),
+        cents=array("q", [row[1] for row in rows]),
+        names=[row[2] for row in rows] if with_names else None,
+    )
+
+
+def _fetched(select: str, params) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(select, params)
+        return list(cursor.fetchall())
+
+
+# Threads that sum the parts of a window beside the request's own (``_summed_in_parts``), each
+# keeping its database connection as a web server's threads do; made on first use.
+_part_summers: ThreadPoolExecutor | None = None
+_part_summers_lock = threading.Lock()
+
+
+def _summed_in_parts(summed) -> list[tuple]:
+    """``summed(None)``: the (customer_id, cents, ...) rows of a window's sums in the report's
+    order, biggest total first; or, where the server sums a statement on one core, the same
+    rows as ``summed((low, high))`` gives them for ``settings.CDP_REPORT_PARTS`` customer ranges
+    summed at once, one here and the others on threads with connections of their own, put
+    back in order. A window of half a million rows: 182 ms in two parts on two cores against
+    282 ms in one statement (docs/PERFORMANCE.md).
+
+    Each part is read in a snapshot of its own, taken at the same moment, so a write committed
+    before the request is in every part; each customer is in one part only. Inside a
+    transaction (a test case) the other connections could not see its writes: one statement.
+    """
+    global _part_summers
+    parts = settings.CDP_REPORT_PARTS
+    if parts < 2 or connection.in_atomic_block or not operations().sums_one_statement_on_one_core:
+        return summed(None)
+    lowest, highest = Customer.objects.aggregate(lowest=Min("pk"), highest=Max("pk")).values()
+    if lowest is None or highest - lowest < parts:
+        return summed(None)
+    step = (highest + 1 - lowest) // parts
+    bounds = [lowest + step * index for index in range(parts)] + [highest + 1]
+    ranges = list(zip(bounds, bounds[1:]))
+    with _part_summers_lock:
+        if _part_summers is None or _part_summers._max_workers < parts - 1:
+            _part_summers = ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="cdp-report-part")
+        elsewhere = [_part_summers.submit(_summed_on_this_thread, summed, part) for part in ranges[1:]]
+    rows = summed(ranges[0])
+    for future in elsewhere:
+        rows += future.result()
+    # Each part is in order; sorted, the runs merge (ties by customer_id, as the statement orders them).
+    rows.sort(key=_by_total_then_id)
+    return rows
+
+
+def _by_total_then_id(row: tuple) -> tuple:
+    return (-row[1], row[0])
+
+
+def _summed_on_this_thread(summed, part) -> list[tuple]:
+    # As a request does at its start: a connection broken or past its age is opened afresh.
+    connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
+    return summed(part)
+
+
+def _matched_totals_sql(
+    sums: QuerySet | None, *, min_amount: Decimal, max_amount: Decimal, with_names: bool
+) -> tuple[str, Sequence]:
+    """The statement of ``_matched_totals`` over ``sums`` (``_customer_sums``; None: all time)."""
     if sums is None:  # all time: the running totals, read along their index
         matches = _running_totals_in_range(min_amount=min_amount, max_amount=max_amount)
         in_cents = matches.values_list(
@@ -1185,15 +1273,7 @@ def _matched_totals(
             "ORDER BY total_transaction_amount DESC, customer_id"
         )
         params = (*params, str(min_amount), str(max_amount))
-    with connection.cursor() as cursor:
-        cursor.execute(select, params)
-        rows = cursor.fetchall()
-    # Column by column: zip(*rows) made an iterator per row, garbage for the collector to chase.
-    return _MatchedTotals(
-        customer_ids=array("q", [row[0] for row in rows]),
-        cents=array("q", [row[1] for row in rows]),
-        names=[row[2] for row in rows] if with_names else None,
-    )
+    return select, params
 
 
 def _in_cents(column: str) -> str:

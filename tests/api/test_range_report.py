@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from unittest import skipUnless
 
 from django.core.cache import caches
 from django.db import connection
-from django.test import TestCase
+from django.test import TestCase, TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from tests.support import ApiClientMixin, record
@@ -708,3 +709,70 @@ class CustomerTotalsJsonTests(TestCase):
                 )
         self.assertIn(b'"total_transaction_amount":0.05}', b"".join(customer_totals_json([rows_in_cents_json([1, 2], ["a", "b"], [5, 1])])))
         self.assertIn(b'"total_transaction_amount":-1.50}', b"".join(customer_totals_json([rows_in_cents_json([1, 2], ["a", "b"], [-150, 1])])))
+
+
+    def test_totals_in_cents_as_text_are_their_decimals_text(self):
+        from transactions.api.json_codec import cents_as_text
+
+        for cents in ([0, 5, 10, 99, 100, 101, 123456789012], [7, -1, -150]):
+            with self.subTest(cents=cents):
+                self.assertEqual(cents_as_text(cents), [str(Decimal(c).scaleb(-2)) for c in cents])
+        self.assertEqual(cents_as_text([5, 150000]), ["0.05", "1500.00"])
+
+
+@skipUnless(connection.vendor == "mysql", "only MariaDB/MySQL sum a statement on one core (sql sums_one_statement_on_one_core)")
+class WindowSummedInPartsTests(ApiClientMixin, TransactionTestCase):
+    """A window's sums read in customer ranges at once, on connections of their own
+    (``selectors._summed_in_parts``): the same answer as one statement, whatever the split."""
+
+    def setUp(self):
+        super().setUp()
+        caches["dashboard"].clear()
+        self.addCleanup(caches["dashboard"].clear)
+        # Customers spread over ids 1..90 (the split points fall between and on them), equal
+        # totals on both sides of a split (ties go by customer_id), one outside the window.
+        records, expected = [], []
+        for customer_id in range(1, 91):
+            amount = f"{100 + customer_id % 7}.{customer_id % 100:02d}" if customer_id % 5 else "150.00"
+            records.append(record(customer_id=customer_id, name=f"name {customer_id}", transaction_amount=amount,
+                                  transaction_datetime="2024-03-01T00:00:00Z"))
+            records.append(record(customer_id=customer_id, name=f"name {customer_id}", transaction_amount="999.00",
+                                  transaction_datetime="2025-03-01T00:00:00Z"))  # outside the window
+        response = self.ingest(records)
+        self.assertEqual(response.status_code, 200, response.content)
+        self.query = {"min_amount": 100, "max_amount": 200, "start": "2024-01-01T00:00:00Z",
+                      "time_period": "2024-12-31T23:59:59Z"}
+
+    def answers(self, parts: int):
+        caches["dashboard"].clear()
+        with override_settings(CDP_REPORT_PARTS=parts), CaptureQueriesContext(connection) as queries:
+            whole = self.range_query(self.query)
+            caches["dashboard"].clear()
+            page = self.range_query({**self.query, "offset": 17, "limit": 20})
+        return whole, page, [q["sql"] for q in queries.captured_queries]
+
+    def test_the_answer_is_the_one_statements_whatever_the_parts(self):
+        one_whole, one_page, one_statements = self.answers(1)
+        self.assertEqual(one_whole["X-Total-Count"], "90")
+        totals = [row["total_transaction_amount"] for row in answer_of(one_whole)]
+        self.assertEqual(totals, sorted(totals, reverse=True))
+        self.assertEqual(sum(1 for total in totals if total == Decimal("150.00")), 18)  # the ties
+        self.assertFalse(any("`customer_id` >= " in sql for sql in one_statements))
+        for parts in (2, 3, 4):
+            with self.subTest(parts=parts):
+                whole, page, statements = self.answers(parts)
+                self.assertEqual(body_of(whole), body_of(one_whole))
+                self.assertEqual(whole["X-Total-Count"], "90")
+                self.assertEqual(body_of(page), body_of(one_page))
+                self.assertEqual(page["X-Total-Count"], "90")
+                # This connection summed the first range only; the others summed the rest.
+                self.assertTrue(any("`customer_id` >= " in sql for sql in statements), statements)
+
+    def test_a_write_answered_before_the_report_is_in_every_part(self):
+        self.answers(2)
+        response = self.ingest(record(customer_id=90, name="name 90", transaction_amount="50.00",
+                                      transaction_datetime="2024-04-01T00:00:00Z"))
+        self.assertEqual(response.status_code, 201, response.content)
+        whole, _, _ = self.answers(2)
+        row = next(row for row in answer_of(whole) if row["customer_id"] == 90)
+        self.assertEqual(row["total_transaction_amount"], Decimal("150.00") + Decimal("50.00"))

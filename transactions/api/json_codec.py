@@ -136,6 +136,14 @@ def rows_in_cents_json(customer_ids: Sequence[int], names: Sequence[str], cents:
     return WrittenRows(_escaping_line_separators(text))
 
 
+def cents_as_text(cents: Sequence[int]) -> list[str]:
+    """Totals given in cents as the text of their two-place Decimals (``Decimal(c).scaleb(-2)``),
+    as ``customer_totals_csv`` writes them."""
+    if cents and min(cents) < 0:
+        return [str(Decimal(total).scaleb(-2)) for total in cents]
+    return [f"{total // 100}.{total % 100:02d}" for total in cents]
+
+
 def _as_dumps_exact_writes(text: str) -> str:
     """The database's JSON strings as ``dumps_exact`` writes them: the same escapes, but MariaDB
     spells a control character's in upper case (\\u001F), and none escapes U+2028/U+2029."""
@@ -172,7 +180,8 @@ CUSTOMER_TOTALS_CSV_HEADER = ("customer_id", "name", "total_transaction_amount")
 def customer_totals_csv(batches: Iterable[Sequence[CustomerTotalRow]]) -> Iterator[str]:
     """The rows as CSV under a header of the three field names, a batch a chunk.
 
-    Totals as ``customer_totals_json`` writes them; a whole batch goes through csv.writer
+    Totals as ``customer_totals_json`` writes them: a two-place Decimal's str(), or that text
+    already (``selectors`` ``counted(as_text=True)``); a whole batch goes through csv.writer
     (C) in one call.
     """
     buffer = io.StringIO()

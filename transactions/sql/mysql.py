@@ -27,6 +27,7 @@ SUBQUERY_RETURNS_MORE_THAN_ONE_ROW = 1242  # how commit_condition fails
 
 class MySQLOperations(Operations):
     exact_collation = "utf8mb4_bin"
+    sums_one_statement_on_one_core = True
 
     def __init__(self, connection) -> None:
         super().__init__(connection)

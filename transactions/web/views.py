@@ -224,7 +224,7 @@ class RangeReportExportView(DashboardView):
         # for a window, the running totals for all time), as CSV.
         rows = selectors.range_rows(**_range_query(form.cleaned_data), whole=True)
         return customer_totals_csv_download(
-            file_name=range_export_name(form.cleaned_data), batches=rows.counted()[1]
+            file_name=range_export_name(form.cleaned_data), batches=rows.counted(as_text=True)[1]
         )
 
 
