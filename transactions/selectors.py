@@ -286,20 +286,48 @@ def top_customers_by_pincode(
         query_key = hashlib.sha1(repr((state_key, limit, window)).encode()).hexdigest()
         ranked = _cached_until_new_data(
             f"top:{query_key}",
-            lambda: _with_names(
-                _ranked_rows(
-                    _windowed(Transaction.objects.filter(state_key=state_key), start=start, end=end)
-                    .values("pincode", "customer_id")
-                    .annotate(total_transaction_amount=_sum_of_amounts()),
-                    limit=limit,
-                )
-            ),
+            lambda: _with_names(_ranked_in_window(state_key=state_key, start=start, end=end, limit=limit)),
             worth_keeping=lambda rows: len(rows) <= MAX_CACHED_MATCHES,
         )
     by_pincode: dict[str, list[CustomerTotal]] = {}
     for pincode, entry in ranked:
         by_pincode.setdefault(pincode, []).append(entry)
     return by_pincode
+
+
+def _ranked_in_window(
+    *, state_key: str, start: dt.datetime | None, end: dt.datetime | None, limit: int
+) -> list[tuple[str, int, Decimal]]:
+    """``_ranked_rows`` of a window's sums per pincode and customer in one state; where the
+    parts of a read go faster at once (``_read_in_parts``), the state's pincodes ranked in as
+    many groups at once (each pincode is ranked on its own: the groups' rows, in pincode order,
+    are the answer)."""
+
+    def ranked(pincodes: list[str] | None) -> list[tuple[str, int, Decimal]]:
+        rows = _windowed(Transaction.objects.filter(state_key=state_key), start=start, end=end)
+        if pincodes is not None:
+            rows = rows.filter(pincode__in=pincodes)
+        return _ranked_rows(
+            rows.values("pincode", "customer_id").annotate(total_transaction_amount=_sum_of_amounts()), limit=limit
+        )
+
+    parts = _parts_at_once()
+    pincodes = _pincodes_of(state_key) if parts > 1 else []
+    if len(pincodes) < parts or parts < 2:
+        return ranked(None)
+    size = -(-len(pincodes) // parts)
+    groups = [pincodes[first : first + size] for first in range(0, len(pincodes), size)]
+    return [row for part in _read_in_parts(ranked, groups) for row in part]
+
+
+def _pincodes_of(state_key: str) -> list[str]:
+    """Every pincode the state's figures name, folded or not, in order (one without customers
+    left gives no rows where it is read)."""
+    return sorted(
+        PincodeTotal.objects.filter(state_key=state_key).order_by().values_list("pincode", flat=True).union(
+            PincodeTotalDelta.objects.filter(state_key=state_key).order_by().values_list("pincode", flat=True)
+        )
+    )
 
 
 def _ranked_rows(totals: QuerySet, *, limit: int) -> list[tuple[str, int, Decimal]]:
@@ -341,12 +369,7 @@ def _top_of_each_pincode(*, state_key: str, limit: int) -> list[tuple[str, int, 
     all of its rows (5 ms against 120 ms for the largest state at a million transactions).
     The pincodes come from the per-pincode figures, which every write keeps in step.
     """
-    # Every pincode the state's figures name, folded or not (one without customers left gives no rows).
-    pincodes = sorted(
-        PincodeTotal.objects.filter(state_key=state_key).order_by().values_list("pincode", flat=True).union(
-            PincodeTotalDelta.objects.filter(state_key=state_key).order_by().values_list("pincode", flat=True)
-        )
-    )
+    pincodes = _pincodes_of(state_key)
     if not pincodes:
         return []
     # One pincode's query, compiled once and repeated: compiling a queryset per pincode cost
@@ -1184,41 +1207,22 @@ def _fetched(select: str, params) -> list[tuple]:
         return list(cursor.fetchall())
 
 
-# Threads that sum the parts of a window beside the request's own (``_summed_in_parts``), each
-# keeping its database connection as a web server's threads do; made on first use.
-_part_summers: ThreadPoolExecutor | None = None
-_part_summers_lock = threading.Lock()
-
-
 def _summed_in_parts(summed) -> list[tuple]:
     """``summed(None)``: the (customer_id, cents, ...) rows of a window's sums in the report's
-    order, biggest total first; or, where the server sums a statement on one core, the same
-    rows as ``summed((low, high))`` gives them for ``settings.CDP_REPORT_PARTS`` customer ranges
-    summed at once, one here and the others on threads with connections of their own, put
-    back in order. A window of half a million rows: 182 ms in two parts on two cores against
-    282 ms in one statement (docs/PERFORMANCE.md).
-
-    Each part is read in a snapshot of its own, taken at the same moment, so a write committed
-    before the request is in every part; each customer is in one part only. Inside a
-    transaction (a test case) the other connections could not see its writes: one statement.
-    """
-    global _part_summers
-    parts = settings.CDP_REPORT_PARTS
-    if parts < 2 or connection.in_atomic_block or not operations().sums_one_statement_on_one_core:
+    order, biggest total first; or, where the parts of a read go faster at once
+    (``_read_in_parts``), the same rows as ``summed((low, high))`` gives them for
+    ``settings.CDP_REPORT_PARTS`` customer ranges, put back in order. A window of half a
+    million rows: 182 ms in two parts on two cores against 282 ms in one statement
+    (docs/PERFORMANCE.md). Each customer is in one part only."""
+    parts = _parts_at_once()
+    if parts < 2:
         return summed(None)
     lowest, highest = Customer.objects.aggregate(lowest=Min("pk"), highest=Max("pk")).values()
     if lowest is None or highest - lowest < parts:
         return summed(None)
     step = (highest + 1 - lowest) // parts
     bounds = [lowest + step * index for index in range(parts)] + [highest + 1]
-    ranges = list(zip(bounds, bounds[1:]))
-    with _part_summers_lock:
-        if _part_summers is None or _part_summers._max_workers < parts - 1:
-            _part_summers = ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="cdp-report-part")
-        elsewhere = [_part_summers.submit(_summed_on_this_thread, summed, part) for part in ranges[1:]]
-    rows = summed(ranges[0])
-    for future in elsewhere:
-        rows += future.result()
+    rows = [row for part in _read_in_parts(summed, list(zip(bounds, bounds[1:]))) for row in part]
     # Each part is in order; sorted, the runs merge (ties by customer_id, as the statement orders them).
     rows.sort(key=_by_total_then_id)
     return rows
@@ -1228,10 +1232,38 @@ def _by_total_then_id(row: tuple) -> tuple:
     return (-row[1], row[0])
 
 
-def _summed_on_this_thread(summed, part) -> list[tuple]:
+def _parts_at_once() -> int:
+    """How many parts of a big read ``_read_in_parts`` reads at once: ``settings.CDP_REPORT_PARTS``
+    where the server reads a statement on one core, else 1. Inside a transaction (a test case)
+    the other connections could not see its writes: 1."""
+    if connection.in_atomic_block or not operations().sums_one_statement_on_one_core:
+        return 1
+    return max(1, settings.CDP_REPORT_PARTS)
+
+
+# Threads that read the parts of a report beside the request's own thread (``_read_in_parts``),
+# each keeping its database connection as a web server's threads do; made on first use.
+_part_readers: ThreadPoolExecutor | None = None
+_part_readers_lock = threading.Lock()
+
+
+def _read_in_parts(read, parts: list) -> list[list[tuple]]:
+    """``read(part)`` of each part, in the parts' order: the first on this thread and
+    connection, the others at the same time on threads with connections of their own. Each
+    reads in a snapshot of its own, taken at the same moment: a write committed before the
+    request is in every part."""
+    global _part_readers
+    with _part_readers_lock:
+        if _part_readers is None or _part_readers._max_workers < len(parts) - 1:
+            _part_readers = ThreadPoolExecutor(max_workers=max(1, len(parts) - 1), thread_name_prefix="cdp-report-part")
+        elsewhere = [_part_readers.submit(_read_on_this_thread, read, part) for part in parts[1:]]
+    return [read(parts[0]), *(future.result() for future in elsewhere)]
+
+
+def _read_on_this_thread(read, part) -> list[tuple]:
     # As a request does at its start: a connection broken or past its age is opened afresh.
     connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
-    return summed(part)
+    return read(part)
 
 
 def _matched_totals_sql(

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from unittest import skipUnless
 
+from django.core.cache import caches
 from django.db import connection
-from django.test import TestCase
+from django.test import TestCase, TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from tests.support import ApiClientMixin, record
@@ -536,3 +538,39 @@ class TopCustomersValidationTests(TopCustomersTestCase):
             {"state": "Punjab", "time_period": "last week"},
             {"time_period": ["Enter an ISO 8601 datetime, e.g. 2024-09-24T15:30:00 or 2024-09-24T21:00:00+05:30."]},
         )
+
+
+@skipUnless(connection.vendor == "mysql", "only MariaDB/MySQL sum a statement on one core (sql sums_one_statement_on_one_core)")
+class WindowRankedInPartsTests(ApiClientMixin, TransactionTestCase):
+    """A window's rankings read in groups of pincodes at once, on connections of their own
+    (``selectors._ranked_in_window``): the same answer as one statement, whatever the split."""
+
+    def setUp(self):
+        super().setUp()
+        caches["dashboard"].clear()
+        self.addCleanup(caches["dashboard"].clear)
+        records = []
+        for index in range(1, 61):
+            pincode = f"1400{index % 7:02d}"
+            amount = "75.00" if index % 4 == 0 else f"{10 + index}.{index:02d}"  # ties in each pincode
+            records.append(punjab(index, amount, pincode=pincode, when="2024-03-01T00:00:00Z", name=f"c{index}"))
+            records.append(punjab(index, "999.00", pincode=pincode, when="2025-03-01T00:00:00Z", name=f"c{index}"))
+        response = self.ingest(records)
+        self.assertEqual(response.status_code, 200, response.content)
+
+    def answer(self, parts: int) -> bytes:
+        caches["dashboard"].clear()
+        with override_settings(CDP_REPORT_PARTS=parts):
+            response = self.top_customers({"state": "punjab", "limit": 4, "time_period": "2024-12-31T00:00:00Z"})
+        self.assertEqual(response.status_code, 200, response.content)
+        return response.content
+
+    def test_the_answer_is_the_one_statements_whatever_the_parts(self):
+        one = self.answer(1)
+        by_pincode = json.loads(one, parse_float=Decimal)
+        self.assertEqual(list(by_pincode), [f"pincode_1400{i:02d}" for i in range(7)])
+        self.assertTrue(all(len(ranked) == 4 for ranked in by_pincode.values()))
+        self.assertNotIn(Decimal("999.00"), {row["total_transaction_amount"] for rows in by_pincode.values() for row in rows})
+        for parts in (2, 3, 7, 8):
+            with self.subTest(parts=parts):
+                self.assertEqual(self.answer(parts), one)
