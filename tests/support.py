@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from unittest import skipUnless
 
 from django.contrib.auth.models import Permission, User
 from django.core.cache import caches
+from django.db import connection
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncMonth
-from django.test import Client, tag
+from django.test import Client, TransactionTestCase, tag
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -116,6 +118,17 @@ class ApiClientMixin:
 
     def top_customers(self, body):
         return self.api.post("/api/top-customers", body, format="json")
+
+
+@skipUnless(connection.vendor == "mysql", "only MariaDB/MySQL read a report in parts (sql sums_one_statement_on_one_core)")
+class ReportPartsTestCase(ApiClientMixin, TransactionTestCase):
+    """A report read in parts at once, each on a connection of its own (``selectors._read_in_parts``):
+    committed data (other connections see no test transaction), the reports' kept answers cleared."""
+
+    def setUp(self):
+        super().setUp()
+        caches["dashboard"].clear()
+        self.addCleanup(caches["dashboard"].clear)
 
 
 class DashboardTestMixin:

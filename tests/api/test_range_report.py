@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from unittest import skipUnless
 
 from django.core.cache import caches
 from django.db import connection
-from django.test import TestCase, TransactionTestCase, override_settings
+from django.test import TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from tests.support import ApiClientMixin, record
+from tests.support import ApiClientMixin, ReportPartsTestCase, record
 
 # Every scenario query ends its window here; only the windowed run stores anything later.
 WINDOW_END = "8999-12-31T23:59:59Z"
@@ -720,15 +719,12 @@ class CustomerTotalsJsonTests(TestCase):
         self.assertEqual(cents_as_text([5, 150000]), ["0.05", "1500.00"])
 
 
-@skipUnless(connection.vendor == "mysql", "only MariaDB/MySQL sum a statement on one core (sql sums_one_statement_on_one_core)")
-class WindowSummedInPartsTests(ApiClientMixin, TransactionTestCase):
+class WindowSummedInPartsTests(ReportPartsTestCase):
     """A window's sums read in customer ranges at once, on connections of their own
     (``selectors._summed_in_parts``): the same answer as one statement, whatever the split."""
 
     def setUp(self):
         super().setUp()
-        caches["dashboard"].clear()
-        self.addCleanup(caches["dashboard"].clear)
         # Customers spread over ids 1..90 (the split points fall between and on them), equal
         # totals on both sides of a split (ties go by customer_id), one outside the window.
         records, expected = [], []

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from unittest import skipUnless
 
 from django.core.cache import caches
 from django.db import connection
-from django.test import TestCase, TransactionTestCase, override_settings
+from django.test import TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from tests.support import ApiClientMixin, record
+from tests.support import ApiClientMixin, ReportPartsTestCase, record
 
 # Every scenario query ends its window here; only the windowed run stores anything later.
 WINDOW_END = "8999-12-31T23:59:59Z"
@@ -540,15 +539,12 @@ class TopCustomersValidationTests(TopCustomersTestCase):
         )
 
 
-@skipUnless(connection.vendor == "mysql", "only MariaDB/MySQL sum a statement on one core (sql sums_one_statement_on_one_core)")
-class WindowRankedInPartsTests(ApiClientMixin, TransactionTestCase):
+class WindowRankedInPartsTests(ReportPartsTestCase):
     """A window's rankings read in groups of pincodes at once, on connections of their own
     (``selectors._ranked_in_window``): the same answer as one statement, whatever the split."""
 
     def setUp(self):
         super().setUp()
-        caches["dashboard"].clear()
-        self.addCleanup(caches["dashboard"].clear)
         records = []
         for index in range(1, 61):
             pincode = f"1400{index % 7:02d}"
