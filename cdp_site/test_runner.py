@@ -27,3 +27,11 @@ class TestRunner(DiscoverRunner):
     def setup_databases(self, **kwargs):
         with mock.patch.object(DatabaseCreation, "_clone_test_db", _clone_after_checkpoint):
             return super().setup_databases(**kwargs)
+
+    def teardown_databases(self, old_config, **kwargs):
+        # The threads that read reports in parts keep connections of their own (PostgreSQL
+        # would refuse to drop the test database while they are open).
+        from transactions.selectors import close_part_readers
+
+        close_part_readers()
+        super().teardown_databases(old_config, **kwargs)

@@ -1234,9 +1234,9 @@ def _by_total_then_id(row: tuple) -> tuple:
 
 def _parts_at_once() -> int:
     """How many parts of a big read ``_read_in_parts`` reads at once: ``settings.CDP_REPORT_PARTS``
-    where the server reads a statement on one core, else 1. Inside a transaction (a test case)
+    where that is faster than one statement (``reads_faster_in_parts``), else 1. Inside a transaction (a test case)
     the other connections could not see its writes: 1."""
-    if connection.in_atomic_block or not operations().sums_one_statement_on_one_core:
+    if connection.in_atomic_block or not operations().reads_faster_in_parts:
         return 1
     return max(1, settings.CDP_REPORT_PARTS)
 
@@ -1253,10 +1253,14 @@ def _read_in_parts(read, parts: list) -> list[list[tuple]]:
     reads in a snapshot of its own, taken at the same moment: a write committed before the
     request is in every part."""
     global _part_readers
+    replaced = None
     with _part_readers_lock:
         if _part_readers is None or _part_readers._max_workers < len(parts) - 1:
+            replaced = _part_readers
             _part_readers = ThreadPoolExecutor(max_workers=max(1, len(parts) - 1), thread_name_prefix="cdp-report-part")
         elsewhere = [_part_readers.submit(_read_on_this_thread, read, part) for part in parts[1:]]
+    if replaced is not None:  # more parts than before (a setting changed): the old threads end
+        _end_part_readers(replaced)
     return [read(parts[0]), *(future.result() for future in elsewhere)]
 
 
@@ -1264,6 +1268,35 @@ def _read_on_this_thread(read, part) -> list[tuple]:
     # As a request does at its start: a connection broken or past its age is opened afresh.
     connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
     return read(part)
+
+
+def close_part_readers() -> None:
+    """End the threads that read reports' parts, their database connections closed (made again
+    on the next read in parts). The test runners call it before they drop the test databases:
+    PostgreSQL refuses to drop one while another session is connected to it."""
+    global _part_readers
+    with _part_readers_lock:
+        pool, _part_readers = _part_readers, None
+    if pool is not None:
+        _end_part_readers(pool)
+
+
+def _end_part_readers(pool: ThreadPoolExecutor) -> None:
+    # One task a thread (each waits at the barrier for the others, so no thread takes two):
+    # database connections belong to the thread that opened them.
+    workers = pool._max_workers
+    all_there = threading.Barrier(workers)
+
+    def close() -> None:
+        try:
+            all_there.wait(timeout=10)
+        except threading.BrokenBarrierError:
+            pass
+        connections.close_all()
+
+    for future in [pool.submit(close) for _ in range(workers)]:
+        future.result()
+    pool.shutdown(wait=True)
 
 
 def _matched_totals_sql(

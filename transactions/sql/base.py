@@ -22,9 +22,9 @@ class Operations:
     # Whether several statements (of literals, no parameters) may go in one round trip
     # (``services.rows.sent_together``): MySQL with CLIENT.MULTI_STATEMENTS on the connection.
     sends_statements_together = False
-    # Whether one statement is read by one thread of the server (MySQL/MariaDB), so that a big
-    # read split in parts, each on a connection of its own, takes less time (``selectors``).
-    sums_one_statement_on_one_core = False
+    # Whether a big read (a window's sums) split in parts, each on a connection of its own and
+    # all at once, takes less time than as one statement (``selectors._read_in_parts``).
+    reads_faster_in_parts = False
     # Whether a file of rows can be loaded into a table by the database's own bulk loader
     # (``bulk_load``): MySQL's LOAD DATA LOCAL INFILE, where the connection allows it.
     # ``services.bulk`` then stores big batches set-based; elsewhere they go row by row.

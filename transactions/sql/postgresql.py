@@ -6,6 +6,12 @@ from .base import Operations
 
 
 class PostgreSQLOperations(Operations):
+    # PostgreSQL reads a statement in parallel itself, but plans a window's sums over every
+    # customer as a parallel sequential scan with a hash aggregate (450-630 ms at a million
+    # rows), where a customer range is an index-only scan along the customer/time index, summed
+    # in order (about 100 ms for half of them): in two parts at once, 147 ms.
+    reads_faster_in_parts = True
+
     def is_transient(self, exc) -> bool:
         # serialization_failure, deadlock_detected
         return getattr(exc.__cause__, "sqlstate", None) in ("40001", "40P01")
