@@ -194,9 +194,9 @@ CDP_IMPORT_RETENTION_DAYS = int(os.environ.get("CDP_IMPORT_RETENTION_DAYS", "7")
 # statements whatever its size, and bigger ones meet each customer fewer times; 50,000 keeps the
 # worker under 200 MB (docs/PERFORMANCE.md, "Set-based import").
 CDP_IMPORT_CHUNK_ROWS = int(os.environ.get("CDP_IMPORT_CHUNK_ROWS", "50000"))
-# A window's sums (the range report of a window not asked before) are summed in this many
-# customer ranges at once, each on a connection of its own, where the database sums a statement
-# on one core (MySQL/MariaDB; PostgreSQL plans parallel scans itself). 1 turns it off.
+# A window's sums (the range report of a window not asked before; the top customers of a state
+# in a window) are read in this many parts at once, each on a connection of its own, where that
+# is faster than one statement (MySQL/MariaDB, PostgreSQL: sql reads_faster_in_parts). 1 turns it off.
 CDP_REPORT_PARTS = int(os.environ.get("CDP_REPORT_PARTS", str(min(4, os.cpu_count() or 1))))
 # A running import whose worker has not reported for this long is taken to have died.
 CDP_IMPORT_STALE_SECONDS = int(os.environ.get("CDP_IMPORT_STALE_SECONDS", "60"))
