@@ -31,7 +31,7 @@ class TestRunner(DiscoverRunner):
     def teardown_databases(self, old_config, **kwargs):
         # The threads that read reports in parts keep connections of their own (PostgreSQL
         # would refuse to drop the test database while they are open).
-        from transactions.selectors import close_part_readers
+        from transactions.parts import close_part_readers
 
         close_part_readers()
         super().teardown_databases(old_config, **kwargs)

@@ -22,6 +22,6 @@ def _report_part_readers_closed_before_the_test_databases_go(django_db_setup):
     """The threads that read reports in parts keep connections of their own: closed before
     pytest-django drops the test databases (PostgreSQL refuses while one is open)."""
     yield
-    from transactions.selectors import close_part_readers
+    from transactions.parts import close_part_readers
 
     close_part_readers()

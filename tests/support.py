@@ -122,7 +122,7 @@ class ApiClientMixin:
 
 @skipUnless(connection.vendor in ("mysql", "postgresql"), "SQLite reads a report in one statement (sql reads_faster_in_parts)")
 class ReportPartsTestCase(ApiClientMixin, TransactionTestCase):
-    """A report read in parts at once, each on a connection of its own (``selectors._read_in_parts``):
+    """A report read in parts at once, each on a connection of its own (``transactions.parts``):
     committed data (other connections see no test transaction), the reports' kept answers cleared."""
 
     def setUp(self):

@@ -8,25 +8,22 @@ import datetime as dt
 import hashlib
 import io
 import operator
-import threading
 from array import array
 from collections.abc import Collection, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from itertools import islice
 
-from django.conf import settings
 from django.core.cache import caches
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import connection
 from django.db.models import (
     BigIntegerField, CharField, Count, DateField, DecimalField, F, Max, Min, OuterRef, QuerySet, Subquery, Sum, Value, Window,
 )
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Collate, Round, RowNumber, TruncMonth
 
-from . import import_files
+from . import import_files, parts
 from .api.json_codec import CustomerTotalRow, WrittenRows, cents_as_text, dumps_exact, loads_exact, rows_in_cents_json
 from .sql import operations
 from .models import (
@@ -299,7 +296,7 @@ def _ranked_in_window(
     *, state_key: str, start: dt.datetime | None, end: dt.datetime | None, limit: int
 ) -> list[tuple[str, int, Decimal]]:
     """``_ranked_rows`` of a window's sums per pincode and customer in one state; where the
-    parts of a read go faster at once (``_read_in_parts``), the state's pincodes ranked in as
+    parts of a read go faster at once (``parts.read_in_parts``), the state's pincodes ranked in as
     many groups at once (each pincode is ranked on its own: the groups' rows, in pincode order,
     are the answer)."""
 
@@ -311,13 +308,13 @@ def _ranked_in_window(
             rows.values("pincode", "customer_id").annotate(total_transaction_amount=_sum_of_amounts()), limit=limit
         )
 
-    parts = _parts_at_once()
-    pincodes = _pincodes_of(state_key) if parts > 1 else []
-    if len(pincodes) < parts or parts < 2:
+    count = parts.at_once()
+    pincodes = _pincodes_of(state_key) if count > 1 else []
+    if len(pincodes) < count or count < 2:
         return ranked(None)
-    size = -(-len(pincodes) // parts)
+    size = -(-len(pincodes) // count)
     groups = [pincodes[first : first + size] for first in range(0, len(pincodes), size)]
-    return [row for part in _read_in_parts(ranked, groups) for row in part]
+    return [row for part in parts.read_in_parts(ranked, groups) for row in part]
 
 
 def _pincodes_of(state_key: str) -> list[str]:
@@ -1210,19 +1207,19 @@ def _fetched(select: str, params) -> list[tuple]:
 def _summed_in_parts(summed) -> list[tuple]:
     """``summed(None)``: the (customer_id, cents, ...) rows of a window's sums in the report's
     order, biggest total first; or, where the parts of a read go faster at once
-    (``_read_in_parts``), the same rows as ``summed((low, high))`` gives them for
+    (``parts.read_in_parts``), the same rows as ``summed((low, high))`` gives them for
     ``settings.CDP_REPORT_PARTS`` customer ranges, put back in order. A window of half a
     million rows: 182 ms in two parts on two cores against 282 ms in one statement
     (docs/PERFORMANCE.md). Each customer is in one part only."""
-    parts = _parts_at_once()
-    if parts < 2:
+    count = parts.at_once()
+    if count < 2:
         return summed(None)
     lowest, highest = Customer.objects.aggregate(lowest=Min("pk"), highest=Max("pk")).values()
-    if lowest is None or highest - lowest < parts:
+    if lowest is None or highest - lowest < count:
         return summed(None)
-    step = (highest + 1 - lowest) // parts
-    bounds = [lowest + step * index for index in range(parts)] + [highest + 1]
-    rows = [row for part in _read_in_parts(summed, list(zip(bounds, bounds[1:]))) for row in part]
+    step = (highest + 1 - lowest) // count
+    bounds = [lowest + step * index for index in range(count)] + [highest + 1]
+    rows = [row for part in parts.read_in_parts(summed, list(zip(bounds, bounds[1:]))) for row in part]
     # Each part is in order; sorted, the runs merge (ties by customer_id, as the statement orders them).
     rows.sort(key=_by_total_then_id)
     return rows
@@ -1230,73 +1227,6 @@ def _summed_in_parts(summed) -> list[tuple]:
 
 def _by_total_then_id(row: tuple) -> tuple:
     return (-row[1], row[0])
-
-
-def _parts_at_once() -> int:
-    """How many parts of a big read ``_read_in_parts`` reads at once: ``settings.CDP_REPORT_PARTS``
-    where that is faster than one statement (``reads_faster_in_parts``), else 1. Inside a transaction (a test case)
-    the other connections could not see its writes: 1."""
-    if connection.in_atomic_block or not operations().reads_faster_in_parts:
-        return 1
-    return max(1, settings.CDP_REPORT_PARTS)
-
-
-# Threads that read the parts of a report beside the request's own thread (``_read_in_parts``),
-# each keeping its database connection as a web server's threads do; made on first use.
-_part_readers: ThreadPoolExecutor | None = None
-_part_readers_lock = threading.Lock()
-
-
-def _read_in_parts(read, parts: list) -> list[list[tuple]]:
-    """``read(part)`` of each part, in the parts' order: the first on this thread and
-    connection, the others at the same time on threads with connections of their own. Each
-    reads in a snapshot of its own, taken at the same moment: a write committed before the
-    request is in every part."""
-    global _part_readers
-    replaced = None
-    with _part_readers_lock:
-        if _part_readers is None or _part_readers._max_workers < len(parts) - 1:
-            replaced = _part_readers
-            _part_readers = ThreadPoolExecutor(max_workers=max(1, len(parts) - 1), thread_name_prefix="cdp-report-part")
-        elsewhere = [_part_readers.submit(_read_on_this_thread, read, part) for part in parts[1:]]
-    if replaced is not None:  # more parts than before (a setting changed): the old threads end
-        _end_part_readers(replaced)
-    return [read(parts[0]), *(future.result() for future in elsewhere)]
-
-
-def _read_on_this_thread(read, part) -> list[tuple]:
-    # As a request does at its start: a connection broken or past its age is opened afresh.
-    connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
-    return read(part)
-
-
-def close_part_readers() -> None:
-    """End the threads that read reports' parts, their database connections closed (made again
-    on the next read in parts). The test runners call it before they drop the test databases:
-    PostgreSQL refuses to drop one while another session is connected to it."""
-    global _part_readers
-    with _part_readers_lock:
-        pool, _part_readers = _part_readers, None
-    if pool is not None:
-        _end_part_readers(pool)
-
-
-def _end_part_readers(pool: ThreadPoolExecutor) -> None:
-    # One task a thread (each waits at the barrier for the others, so no thread takes two):
-    # database connections belong to the thread that opened them.
-    workers = pool._max_workers
-    all_there = threading.Barrier(workers)
-
-    def close() -> None:
-        try:
-            all_there.wait(timeout=10)
-        except threading.BrokenBarrierError:
-            pass
-        connections.close_all()
-
-    for future in [pool.submit(close) for _ in range(workers)]:
-        future.result()
-    pool.shutdown(wait=True)
 
 
 def _matched_totals_sql(

@@ -23,7 +23,7 @@ class Operations:
     # (``services.rows.sent_together``): MySQL with CLIENT.MULTI_STATEMENTS on the connection.
     sends_statements_together = False
     # Whether a big read (a window's sums) split in parts, each on a connection of its own and
-    # all at once, takes less time than as one statement (``selectors._read_in_parts``).
+    # all at once, takes less time than as one statement (``transactions.parts``).
     reads_faster_in_parts = False
     # Whether a file of rows can be loaded into a table by the database's own bulk loader
     # (``bulk_load``): MySQL's LOAD DATA LOCAL INFILE, where the connection allows it.
