@@ -140,14 +140,27 @@ def stored_time_span() -> StoredTimeSpan:
     return StoredTimeSpan(oldest=span["oldest"], newest=span["newest"])
 
 
-def _window_covers_everything(*, start: dt.datetime | None, end: dt.datetime | None) -> bool:
-    """Whether [start, end] contains every stored transaction, so all-time totals apply."""
+def _window_covers_everything(
+    *, start: dt.datetime | None, end: dt.datetime | None, span: StoredTimeSpan | None = None
+) -> bool:
+    """Whether [start, end] contains every stored transaction, so all-time totals apply
+    (``span``: the stored time span, when the caller has read it already)."""
     if start is None and end is None:
         return True
-    span = stored_time_span()
+    span = span or stored_time_span()
     if span.newest is None:
         return True
     return (start is None or start <= span.oldest) and (end is None or end >= span.newest)
+
+
+def _window_key(start: dt.datetime | None, end: dt.datetime | None, span: StoredTimeSpan) -> tuple:
+    """A window as the kept answers are keyed: a bound past the stored transactions is the same
+    window as none ("until now" asked a minute later is the same query; the data version says
+    if it isn't)."""
+    return (
+        None if start is None or span.oldest is None or start <= span.oldest else start.isoformat(),
+        None if end is None or span.newest is None or end >= span.newest else end.isoformat(),
+    )
 
 
 def _windowed(queryset: QuerySet, *, start: dt.datetime | None, end: dt.datetime | None) -> QuerySet:
@@ -216,7 +229,8 @@ def _running_totals_in_range(*, min_amount: Decimal, max_amount: Decimal) -> Que
 
 
 def _customer_sums(
-    *, start: dt.datetime | None, end: dt.datetime | None, state: str | None, pincode: str | None
+    *, start: dt.datetime | None, end: dt.datetime | None, state: str | None, pincode: str | None,
+    span: StoredTimeSpan | None = None,
 ) -> QuerySet | None:
     """Each customer's total (``customer_id``, ``total_transaction_amount``) as the query counts
     it, unordered and unfiltered by amount; None when ``Customer.total_amount`` is that total.
@@ -225,7 +239,7 @@ def _customer_sums(
     from the per-customer-and-pincode totals (a customer has a few). Any other window: the
     window's transactions summed.
     """
-    if _window_covers_everything(start=start, end=end):
+    if _window_covers_everything(start=start, end=end, span=span):
         if state is None and pincode is None:
             return None
         rows = CustomerPincodeTotal.objects.filter(transaction_count__gt=0)
@@ -262,7 +276,8 @@ def top_customers_by_pincode(
     (as the range report keeps its sums).
     """
     state_key = state_key_for(state)
-    if _window_covers_everything(start=start, end=end):
+    span = None if start is None and end is None else stored_time_span()
+    if _window_covers_everything(start=start, end=end, span=span):
         if connection.features.supports_slicing_ordering_in_compound:
             rows = _top_of_each_pincode(state_key=state_key, limit=limit)
         else:
@@ -274,13 +289,7 @@ def top_customers_by_pincode(
             )
         ranked = _with_names(rows)
     else:
-        span = stored_time_span()
-        # As _range_matches: a bound past the stored transactions is the same window as none.
-        window = (
-            None if start is None or start <= span.oldest else start.isoformat(),
-            None if end is None or end >= span.newest else end.isoformat(),
-        )
-        query_key = hashlib.sha1(repr((state_key, limit, window)).encode()).hexdigest()
+        query_key = hashlib.sha1(repr((state_key, limit, _window_key(start, end, span))).encode()).hexdigest()
         ranked = _cached_until_new_data(
             f"top:{query_key}",
             lambda: _with_names(_ranked_in_window(state_key=state_key, start=start, end=end, limit=limit)),
@@ -957,13 +966,14 @@ def range_rows(
     answer streamed as (customer_id, name, total) tuples. ``whole``: every row will be read,
     so a window summed afresh reads the names in the same statement (a query of names per
     2,000 customers afterwards took a third of a cold whole answer's time)."""
-    if state is None and pincode is None and _window_covers_everything(start=start, end=end):
+    span = None if start is None and end is None else stored_time_span()  # read once a request
+    if state is None and pincode is None and _window_covers_everything(start=start, end=end, span=span):
         # All time reads the running totals, names on the same rows, afresh each time (an
         # operator's repair changes them without a new data version).
         return RunningTotalRows(min_amount=min_amount, max_amount=max_amount)
     _, rows = _range_matches(
         min_amount=min_amount, max_amount=max_amount, start=start, end=end, state=state, pincode=pincode,
-        with_names=whole,
+        with_names=whole, span=span,
     )
     return CustomerTotalRows(rows)
 
@@ -1087,18 +1097,15 @@ def _range_matches(
     pincode: str | None = None,
     order: str = "-total",
     with_names: bool = False,
+    span: StoredTimeSpan | None = None,
 ) -> tuple[_MatchedTotals, _MatchedTotals]:
     """The matches biggest total first, and in `order` (see ``range_report``); ``with_names``:
-    read the names along if the matches are not kept (see ``_matched_totals``)."""
+    read the names along if the matches are not kept (see ``_matched_totals``); ``span``: the
+    stored time span, if the caller has read it already."""
     if order not in RANGE_REPORT_ORDERS:
         raise ValueError(f"order must be one of {', '.join(RANGE_REPORT_ORDERS)}")
-    span = stored_time_span()
-    # A window reaching past the stored transactions is the same window as one ending at them:
-    # "until now" asked a minute later is the same query (the data version says if it isn't).
-    window = (
-        None if start is None or span.oldest is None or start <= span.oldest else start.isoformat(),
-        None if end is None or span.newest is None or end >= span.newest else end.isoformat(),
-    )
+    span = span or stored_time_span()
+    window = _window_key(start, end, span)
     state_key = state_key_for(state) if state is not None else None
     query_key = hashlib.sha1(
         repr((str(min_amount), str(max_amount), window, state_key, pincode)).encode()
@@ -1109,7 +1116,7 @@ def _range_matches(
             f"range:{query_key}",
             lambda: _matched_totals(
                 min_amount=min_amount, max_amount=max_amount, start=start, end=end, state=state, pincode=pincode,
-                with_names=with_names and order == "-total",
+                with_names=with_names and order == "-total", span=span,
             ),
             worth_keeping=lambda matches: len(matches.customer_ids) <= MAX_CACHED_MATCHES,
             kept=_kept_matches,
@@ -1177,10 +1184,11 @@ def _matched_totals(
     state: str | None = None,
     pincode: str | None = None,
     with_names: bool = False,
+    span: StoredTimeSpan | None = None,
 ) -> _MatchedTotals:
     """The (customer_id, total in cents) pairs of ``customers_in_total_range``, in its order;
     ``with_names``: and the customers' names, read by the same statement."""
-    sums = _customer_sums(start=start, end=end, state=state, pincode=pincode)
+    sums = _customer_sums(start=start, end=end, state=state, pincode=pincode, span=span)
     if sums is None:
         rows = _fetched(*_matched_totals_sql(None, min_amount=min_amount, max_amount=max_amount, with_names=with_names))
     else:

@@ -305,6 +305,23 @@ class WindowedRangeReportTests(RangeReportScenarios, RangeReportTestCase):
 
 
 class RangeReportWindowTests(RangeReportTestCase):
+    def test_a_windowed_query_reads_the_stored_time_span_once(self):
+        self.ingest_batch([
+            record(customer_id=1, transaction_amount="10.00", transaction_datetime="2024-01-01T00:00:00Z"),
+            record(customer_id=2, transaction_amount="20.00", transaction_datetime="2024-12-01T00:00:00Z"),
+        ])
+        window = {"min_amount": 0, "max_amount": 100, "time_period": "2024-06-30T00:00:00Z"}
+        for body in ({**window, "limit": 10}, window):
+            for cold in (True, False):
+                with self.subTest(body=body, cold=cold):
+                    if cold:
+                        caches["dashboard"].clear()
+                    with CaptureQueriesContext(connection) as queries:
+                        response = self.range_query(body)
+                        self.assertEqual(answer_of(response), [customer_total(1, "amit", "10.00")])
+                    span_reads = [q["sql"] for q in queries.captured_queries if "MIN(" in q["sql"] and "transaction_datetime" in q["sql"]]
+                    self.assertEqual(len(span_reads), 1, span_reads)
+
     def test_time_period_is_an_inclusive_end(self):
         self.ingest_batch(
             [
