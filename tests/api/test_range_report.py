@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from decimal import Decimal
 
 from django.core.cache import caches
@@ -749,7 +750,7 @@ class WindowSummedInPartsTests(ReportPartsTestCase):
         super().setUp()
         # Customers spread over ids 1..90 (the split points fall between and on them), equal
         # totals on both sides of a split (ties go by customer_id), one outside the window.
-        records, expected = [], []
+        records = []
         for customer_id in range(1, 91):
             amount = f"{100 + customer_id % 7}.{customer_id % 100:02d}" if customer_id % 5 else "150.00"
             records.append(record(customer_id=customer_id, name=f"name {customer_id}", transaction_amount=amount,
@@ -798,21 +799,28 @@ class WindowSummedInPartsTests(ReportPartsTestCase):
     def test_the_part_readers_connections_are_closed_when_asked(self):
         # What the test runners rely on before they drop the test databases (PostgreSQL refuses
         # while another session is connected to the one it drops).
-        from transactions.parts import close_part_readers
+        from transactions import parts
 
-        def sessions_here() -> int:
+        postgresql = connection.vendor == "postgresql"
+
+        def session_id(part) -> list[int]:
             with connection.cursor() as cursor:
-                if connection.vendor == "postgresql":
-                    cursor.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()")
-                else:
-                    cursor.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE()")
-                return cursor.fetchone()[0]
+                cursor.execute("SELECT pg_backend_pid()" if postgresql else "SELECT CONNECTION_ID()")
+                return [cursor.fetchone()[0]]
 
-        close_part_readers()
-        before = sessions_here()
-        self.answers(3)  # up to two threads beside this one, each with a connection of its own
-        self.assertGreater(sessions_here(), before)
-        close_part_readers()
-        self.assertEqual(sessions_here(), before)
+        def open_sessions() -> set[int]:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pid FROM pg_stat_activity" if postgresql else "SELECT ID FROM information_schema.PROCESSLIST")
+                return {row[0] for row in cursor.fetchall()}
+
+        [[here], *elsewhere] = parts.read_in_parts(session_id, [0, 1, 2])
+        theirs = {session for [session] in elsewhere}
+        self.assertNotIn(here, theirs)  # the other parts were read on connections of their own
+        self.assertLessEqual(theirs, open_sessions())
+        parts.close_part_readers()
+        deadline = time.monotonic() + 5  # the server forgets a closed session a moment later
+        while theirs & open_sessions() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(theirs & open_sessions(), set())
         whole, _, _ = self.answers(2)  # and reading in parts again afterwards works
         self.assertEqual(whole["X-Total-Count"], "90")
