@@ -55,6 +55,8 @@ def post_worker_init(worker):
     from django.conf import settings
     from django.db import connections
 
+    from cdp_site.workers import freeze_what_start_up_made
+
     started = time.perf_counter()
     statuses = []
     # A host name the site answers to ("*" and ".example.com" are patterns, not names).
@@ -85,8 +87,6 @@ def post_worker_init(worker):
         # The database is not answering (the health check says so): no more waiting on it here,
         # the worker serves (503s) at once and connects when the database is back.
         connections.close_all()
-        from cdp_site.workers import freeze_what_start_up_made
-
         freeze_what_start_up_made()
         worker.log.info("warm-up cut short in %.0f ms (%s)", (time.perf_counter() - started) * 1000, " ".join(statuses))
         return
@@ -119,8 +119,6 @@ def post_worker_init(worker):
         for future in wait([pool.submit(connect) for _ in range(threads)], timeout=10).done:
             if future.exception() is not None:
                 worker.log.warning("warm-up connection failed: %r", future.exception())
-    from cdp_site.workers import freeze_what_start_up_made
-
     freeze_what_start_up_made()
     worker.log.info("warm-up done in %.0f ms (%s)", (time.perf_counter() - started) * 1000, " ".join(statuses))
 

@@ -125,10 +125,9 @@ def rows_in_cents_json(customer_ids: Sequence[int], names: Sequence[str], cents:
     report keeps them, ``selectors._MatchedTotals``), written as ``customer_totals_json`` writes
     (customer_id, name, Decimal) rows: the cents as the two-place decimal they are, without
     making a Decimal of each (a third of the time of a window's whole answer in Python)."""
-    if cents and min(cents) < 0:  # a negative total: written the general way
-        return WrittenRows(_json_rows([
-            (customer_id, name, Decimal(total).scaleb(-2)) for customer_id, name, total in zip(customer_ids, names, cents)
-        ]))
+    if cents and min(cents) < 0:  # a negative total: each written by cents_as_text
+        return WrittenRows(_json_rows(zip(customer_ids, names, cents_as_text(cents))))
+    # cents_as_text's spelling, inlined in the row's format (a fifth faster than a pass of its own).
     quote, row = _encode_json_string, _CUSTOMER_TOTAL_IN_CENTS_JSON
     text = ",".join([
         row % (customer_id, quote(name), total // 100, total % 100) for customer_id, name, total in zip(customer_ids, names, cents)
