@@ -195,8 +195,31 @@ def pincode_totals_grouped_from_transactions() -> list[tuple[str, str, int, Deci
     return [(row["state_key"], row["pincode"], row["count"], row["amount"].quantize(CENT)) for row in rows]
 
 
+def state_spellings() -> list[tuple[str, str, int]]:
+    """Each exact spelling's count (folded ``StateSpelling`` plus unfolded deltas), those above
+    zero: (state_key, spelling, count)."""
+    from transactions import selectors
+
+    counts: dict[tuple[str, str], int] = {}
+    for key, spelling, count, _ in selectors._state_spelling_rows():
+        counts[(key, spelling)] = counts.get((key, spelling), 0) + count
+    return sorted((key, spelling, count) for (key, spelling), count in counts.items() if count > 0)
+
+
+def state_spellings_grouped_from_transactions() -> list[tuple[str, str, int]]:
+    """The same counts from the stored transactions, grouped exactly in Python (a database's
+    usual collation would call two spellings one)."""
+    from transactions.models import Transaction
+
+    counts: dict[tuple[str, str], int] = {}
+    for key, spelling in Transaction.objects.values_list("state_key", "state").iterator():
+        counts[(key, spelling)] = counts.get((key, spelling), 0) + 1
+    return sorted((key, spelling, count) for (key, spelling), count in counts.items())
+
+
 class SummaryAssertionsMixin:
     def assertSummariesMatchTransactions(self) -> None:
-        """The per-month and per-pincode totals equal a GROUP BY over the stored transactions."""
+        """The per-month, per-pincode and per-spelling figures equal the stored transactions'."""
         self.assertEqual(monthly_totals(), monthly_totals_grouped_from_transactions())
         self.assertEqual(pincode_totals(), pincode_totals_grouped_from_transactions())
+        self.assertEqual(state_spellings(), state_spellings_grouped_from_transactions())

@@ -40,7 +40,8 @@ class StateKeyColumnTests(TestCase):
         self.assertEqual(
             tables,
             ["transactions_customerpincodetotal", "transactions_historicaltransaction",
-             "transactions_pincodetotal", "transactions_pincodetotaldelta", "transactions_transaction"],
+             "transactions_pincodetotal", "transactions_pincodetotaldelta", "transactions_statespelling",
+             "transactions_transaction"],
         )
         for table in tables:
             with self.subTest(table=table):

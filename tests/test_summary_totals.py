@@ -31,7 +31,7 @@ from tests.support import (
 )
 from transactions import selectors, services
 from transactions.generation import generate_records
-from transactions.models import CustomerPincodeTotal, MonthlyTotal, PincodeTotal, Transaction
+from transactions.models import CustomerPincodeTotal, MonthlyTotal, PincodeTotal, StateSpelling, Transaction
 from transactions.validation import TRANSACTION_FIELDS, parse_transaction_record
 
 IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend", "QUEUES": ["default"]}}
@@ -122,6 +122,26 @@ class IngestKeepsSummariesTests(SummaryAssertionsMixin, ApiClientMixin, TestCase
         services.fold_summary_deltas()
         self.assertEqual(MonthlyTotal.objects.get().month, dt.date(2024, 1, 1))
 
+    def test_each_spelling_of_a_state_is_counted_even_within_one_batch(self):
+        # A batch big enough for the set-based writer where the database has one, each pincode's
+        # records in three spellings: one delta row a spelling, folded into StateSpelling.
+        spellings = ["KARNATAKA", "Karnataka", "karnataka", "Karnataka"]
+        records = [
+            record(customer_id=1 + i % 40, transaction_datetime=f"2024-03-01T00:{i // 60:02d}:{i % 60:02d}Z",
+                   pincode=str(560001 + i % 3), state=spellings[i % 4], transaction_amount="1.00")
+            for i in range(240)
+        ]
+        store(*records)
+        self.assertEqual(selectors.state_names(), {"karnataka": "Karnataka"})
+        self.assertSummariesMatchTransactions()
+        services.fold_summary_deltas()
+        self.assertEqual(
+            list(StateSpelling.objects.order_by("state").values_list("state", "transaction_count")),
+            [("KARNATAKA", 60), ("Karnataka", 120), ("karnataka", 60)],
+        )
+        self.assertEqual(selectors.state_names(), {"karnataka": "Karnataka"})
+        self.assertSummariesMatchTransactions()
+
     def test_many_generated_batches_match_a_group_by(self):
         records = list(generate_records(rows=3_000, customers=300, seed=5))
         for start in range(0, len(records), 700):
@@ -189,9 +209,25 @@ class RecomputeSummariesTests(SummaryAssertionsMixin, TestCase):
             (0, Decimal("0.00")),
         )
 
+    def test_recompute_repairs_the_spellings_counts(self):
+        StateSpelling.objects.filter(state_key="punjab").delete()
+        StateSpelling.objects.filter(state_key="delhi").update(transaction_count=9)
+        StateSpelling.objects.create(state_key="delhi", state="DELHI", transaction_count=4)
+        store(record(customer_id=3, state="DELHI", transaction_datetime="2024-03-01T00:00:00Z"))  # left unfolded
+
+        services.recompute_summary_totals()
+
+        self.assertSummariesMatchTransactions()
+        self.assertEqual(selectors.state_names(), {"delhi": "Delhi", "punjab": "Punjab"})
+        services.fold_summary_deltas()
+        self.assertEqual(
+            list(StateSpelling.objects.order_by("state_key", "state").values_list("state", "transaction_count")),
+            [("DELHI", 1), ("Delhi", 2), ("Punjab", 1)],
+        )
+
     def test_recomputing_exact_totals_writes_nothing(self):
-        with self.assertNumQueries(2):
-            services.recompute_summary_totals()  # two reads, and no delta to append
+        with self.assertNumQueries(3):
+            services.recompute_summary_totals()  # three reads, and nothing to append or add
         self.assertSummariesMatchTransactions()
 
     def test_recompute_of_customers_after_a_change_outside_the_services_fixes_the_summaries(self):
@@ -226,6 +262,21 @@ class RecomputeSummariesTests(SummaryAssertionsMixin, TestCase):
             [("delhi", "Delhi", "110001"), ("punjab", "Punjab", "141001")],
         )
         self.assertSummariesMatchTransactions()
+
+
+    def test_the_spellings_migration_counts_the_transactions_less_the_unfolded_deltas(self):
+        migration = importlib.import_module("transactions.migrations.0011_state_spellings")
+        store(record(customer_id=3, state="DELHI", transaction_datetime="2024-03-01T00:00:00Z"))  # left unfolded
+        StateSpelling.objects.all().delete()
+
+        migration.count_state_spellings(apps, SimpleNamespace(connection=connection))
+
+        self.assertEqual(
+            list(StateSpelling.objects.order_by("state_key", "state").values_list("state", "transaction_count")),
+            [("Delhi", 2), ("Punjab", 1)],
+        )
+        self.assertSummariesMatchTransactions()
+        self.assertEqual(selectors.state_names(), {"delhi": "Delhi", "punjab": "Punjab"})
 
 
 class StateKeysMigrationTests(SummaryAssertionsMixin, TestCase):

@@ -171,6 +171,31 @@ class PincodeTotal(models.Model):
         return f"{self.pincode}, {self.state}: {self.transaction_count} transactions, {self.total_amount}"
 
 
+class StateSpelling(models.Model):
+    """How many transactions of one state were sent in one exact spelling of its name.
+
+    The state's one name (``selectors.state_names``) is its most common spelling: these few
+    dozen rows, plus the pincode deltas not yet folded (each spelled as sent), answer it without
+    grouping the per-customer totals. Folded from ``PincodeTotalDelta`` like ``PincodeTotal``
+    (see ``services.totals``).
+    """
+
+    state_key = ExactMatchCharField(max_length=validation.STATE_KEY_MAX_LENGTH)
+    state = ExactMatchCharField(max_length=validation.STATE_MAX_LENGTH)
+    transaction_count = models.BigIntegerField(default=0)
+    # The first delta that brought this spelling (0 if it was counted when the table was made):
+    # of equally common spellings, the one sent first names the state.
+    first_delta_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["state_key", "state"], name="unique_state_spelling"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.state}: {self.transaction_count} transactions"
+
+
 class MonthlyTotalDelta(models.Model):
     """What one write added to (or took from) one month's ``MonthlyTotal``, not yet folded in.
 
@@ -189,7 +214,10 @@ class MonthlyTotalDelta(models.Model):
 
 
 class PincodeTotalDelta(models.Model):
-    """What one write added to (or took from) one ``PincodeTotal``, not yet folded in."""
+    """What one write added to (or took from) one ``PincodeTotal``, not yet folded in.
+
+    One row per spelling of the state (``state``, as sent), which ``StateSpelling`` counts.
+    """
 
     id = models.BigAutoField(primary_key=True)
     state_key = ExactMatchCharField(max_length=validation.STATE_KEY_MAX_LENGTH)

@@ -27,7 +27,8 @@ from . import import_files, parts
 from .api.json_codec import CustomerTotalRow, WrittenRows, cents_as_text, dumps_exact, loads_exact, rows_in_cents_json
 from .sql import operations
 from .models import (
-    Customer, CustomerPincodeTotal, ImportJob, MonthlyTotal, MonthlyTotalDelta, PincodeTotal, PincodeTotalDelta, Transaction,
+    Customer, CustomerPincodeTotal, ImportJob, MonthlyTotal, MonthlyTotalDelta, PincodeTotal, PincodeTotalDelta,
+    StateSpelling, Transaction,
 )
 from .privacy import can_view_rows_as_sent
 from .validation import CENT, state_key_for
@@ -675,46 +676,67 @@ def state_names() -> dict[str, str]:
     """The one spelling of each state shown everywhere: state key -> name.
 
     States match case-insensitively, so "Karnataka" and "KARNATAKA" are one state; its name is
-    the spelling most of its transactions are filed under; of equally common ones, the one its
-    per-pincode totals were first stored under, then the first in code-point order. Read from
-    the running totals (each per-customer, per-pincode row keeps the spelling its customer first
-    sent there, weighted by its transactions): never a scan of the transactions themselves (the
-    admin's list pages promise none). Kept until new data.
+    the spelling most of its transactions were sent in; of equally common ones, the one sent
+    first. Read from the per-spelling counts (``StateSpelling``, a few dozen rows) plus the
+    pincode deltas not yet folded, in one statement: never a scan of the transactions or of the
+    per-customer totals (the admin's list pages promise none). Kept until new data.
     """
 
     def compute() -> dict[str, str]:
-        # Grouped exactly: MySQL's usual collations would call the two spellings one value.
-        collation = operations().exact_collation
-        spelling = Collate("state", collation) if collation else F("state")
-        rows = (
-            CustomerPincodeTotal.objects.filter(transaction_count__gt=0)
-            .order_by()
-            .annotate(spelling=spelling)
-            .values("state_key", "spelling")
-            .annotate(transactions=Sum("transaction_count"))
-            .values_list("state_key", "spelling", "transactions")
-        )
-        appended: set[str] = set()
-        # The spelling its pincode figures were first stored under: folded, or else appended first.
-        first_stored = dict(
-            PincodeTotal.objects.filter(transaction_count__gt=0)
-            .order_by()
-            .values("state_key")
-            .annotate(first=Min(spelling))
-            .values_list("state_key", "first")
-        )
-        for key, state in PincodeTotalDelta.objects.order_by("-id").values_list("state_key", "state")[:10_000]:
-            if key not in first_stored or key in appended:
-                first_stored[key] = state
-                appended.add(key)
+        counts: dict[tuple[str, str], list] = {}  # (state_key, spelling) -> [count, first delta id]
+        for key, spelling, count, first in _state_spelling_rows():
+            entry = counts.get((key, spelling))
+            if entry is None:
+                counts[(key, spelling)] = [count, first]
+            else:
+                entry[0] += count
+                entry[1] = min(entry[1], first)
         best: dict[str, tuple] = {}
-        for key, state, transactions in rows:
-            rank = (-transactions, state != first_stored.get(key), state)
-            if key not in best or rank < best[key]:
+        for (key, spelling), (count, first) in counts.items():
+            rank = (-count, first, spelling)
+            if count > 0 and (key not in best or rank < best[key]):
                 best[key] = rank
         return {key: rank[2] for key, rank in best.items()}
 
     return _cached_until_new_data("state-names", compute)
+
+
+def _state_spelling_rows() -> list[tuple[str, str, int, int]]:
+    """(state_key, spelling, count, first delta id): the folded counts and the unfolded deltas
+    grouped by exact spelling (at most one row of each per spelling), in one statement."""
+    collation = operations().exact_collation
+    # Grouped exactly: MySQL's usual collations would call the two spellings one value.
+    spelling = Collate("state", collation) if collation else F("state")
+    folded = StateSpelling.objects.order_by().values_list("state_key", "state", "transaction_count", "first_delta_id")
+    tail = (
+        PincodeTotalDelta.objects.order_by().annotate(spelling=spelling).values("state_key", "spelling")
+        .annotate(count=Sum("transaction_count"), first=Min("id"))
+        .values_list("state_key", "spelling", "count", "first")
+    )
+    return [(key, spelling, int(count), first) for key, spelling, count, first in folded.union(tail, all=True)]
+
+
+def state_spelling_differences() -> list[tuple[str, str, int]]:
+    """(state_key, spelling, count) by which the spellings' counts (``StateSpelling`` plus the
+    unfolded deltas) fall short of the transactions, in one statement; those that agree are
+    left out (see ``services.recompute_summary_totals``)."""
+    collation = operations().exact_collation
+    spelling = Collate("state", collation) if collation else F("state")
+    from_transactions = (
+        Transaction.objects.annotate(spelling=spelling).values("state_key", "spelling")
+        .annotate(count=Count("pk"), first=Value(0)).order_by()
+        .values_list("state_key", "spelling", "count", "first")
+    )
+    stored = [
+        StateSpelling.objects.order_by().annotate(count=F("transaction_count") * Value(-1), first=Value(0))
+        .values_list("state_key", "state", "count", "first"),
+        PincodeTotalDelta.objects.order_by().annotate(spelling=spelling, count=F("transaction_count") * Value(-1), first=Value(0))
+        .values_list("state_key", "spelling", "count", "first"),
+    ]
+    differences: dict[tuple[str, str], int] = {}
+    for key, state, count, _ in from_transactions.union(*stored, all=True):
+        differences[(key, state)] = differences.get((key, state), 0) + int(count)
+    return [(key, state, count) for (key, state), count in sorted(differences.items()) if count]
 
 
 def states_with_counts() -> list[StateCount]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.test import TestCase
 
 from tests.support import VIEWER, DashboardTestMixin, logged_in_client, record, store
-from transactions import selectors
+from transactions import selectors, services
 
 
 def karnataka_in_two_spellings() -> None:
@@ -76,3 +76,24 @@ class StateNameTests(DashboardTestMixin, TestCase):
         self.assertEqual(selectors.state_names()["karnataka"], "Karnataka")
         store(*[record(customer_id=10 + i, state="KARNATAKA", pincode="560003") for i in range(2)])
         self.assertEqual(selectors.state_names()["karnataka"], "KARNATAKA")
+
+    def test_names_hold_once_the_deltas_are_folded(self):
+        karnataka_in_two_spellings()
+        store(
+            record(customer_id=5, state="goa", pincode="403001", transaction_datetime="2024-01-01T00:00:00Z"),
+            record(customer_id=6, state="Goa", pincode="403001", transaction_datetime="2024-01-02T00:00:00Z"),
+        )
+        before = selectors.state_names()
+        self.assertEqual(before, {"karnataka": "Karnataka", "delhi": "Delhi", "goa": "goa"})
+        services.fold_summary_deltas()
+        self.assertEqual(selectors.state_names(), before)
+        # Folded counts and new deltas add up: two more "Goa" outnumber the one "goa".
+        store(record(customer_id=7, state="Goa", pincode="403002"))
+        self.assertEqual(selectors.state_names()["goa"], "Goa")
+
+    def test_names_are_read_from_the_spellings_counts_in_one_statement(self):
+        karnataka_in_two_spellings()
+        with self.assertNumQueries(2) as queries:  # the data version, then the counts
+            selectors.state_names()
+        self.assertIn("statespelling", queries.captured_queries[1]["sql"])
+        self.assertNotIn("customerpincodetotal", queries.captured_queries[1]["sql"])

@@ -224,7 +224,7 @@ def _add_to_pincode_totals(cursor) -> None:
 
 def _append_summary_deltas(cursor) -> None:
     """The SQL half of ``totals.SummaryDeltas.add``: per month (of the UTC datetime) and per
-    pincode, what the staged rows add, appended as new delta rows."""
+    pincode and spelling of its state, what the staged rows add, appended as new delta rows."""
     ops = operations()
     staging = _quote(STAGING_TABLE)
     moment, state_key, pincode, state, amount = (
@@ -239,8 +239,11 @@ def _append_summary_deltas(cursor) -> None:
     pincodes = ", ".join(
         _quote(column(PincodeTotalDelta, field)) for field in ("state_key", "pincode", "state", "transaction_count", "total_amount")
     )
+    # One row per exact spelling, in the order first sent (the seam's collation: the staged
+    # column compares as the transactions' does, which may call two spellings one).
+    spelled = f"{state} COLLATE {ops.exact_collation}" if ops.exact_collation else state
     cursor.execute(
         f"INSERT INTO {_quote(PincodeTotalDelta._meta.db_table)} ({pincodes}) "
-        f"SELECT {state_key}, {pincode}, MIN({state}), COUNT(*), SUM({amount}) FROM {staging} "
-        f"GROUP BY {state_key}, {pincode} ORDER BY {state_key}, {pincode}"
+        f"SELECT {state_key}, {pincode}, {spelled}, COUNT(*), SUM({amount}) FROM {staging} "
+        f"GROUP BY {state_key}, {pincode}, {spelled} ORDER BY MIN(seq)"
     )

@@ -4,7 +4,8 @@ Per customer (``Customer``) and per customer and pincode (``CustomerPincodeTotal
 adds what it stored in the same database transaction: those rows belong to one customer, so
 two writes for different customers never touch the same one.
 
-The whole-table figures (per month, ``MonthlyTotal``; per pincode, ``PincodeTotal``) would be
+The whole-table figures (per month, ``MonthlyTotal``; per pincode, ``PincodeTotal``; per spelling
+of a state, ``StateSpelling``, folded from the pincode deltas, one a spelling) would be
 rows every writer shares: on one server all writers queued on the current month's row until
 each committed, and on a multi-primary cluster every two concurrent writes on two nodes
 conflicted at commit. So writers never update them. A write *appends* what it adds as rows of
@@ -34,6 +35,7 @@ from ..models import (
     MonthlyTotalDelta,
     PincodeTotal,
     PincodeTotalDelta,
+    StateSpelling,
     Transaction,
 )
 from ..sql import operations
@@ -202,7 +204,9 @@ class SummaryDeltas:
 
     def __init__(self) -> None:
         self.months: dict[dt.date, list] = {}  # month -> [count, amount]
-        self.pincodes: dict[tuple[str, str], list] = {}  # (state_key, pincode) -> [state, count, amount]
+        # (state_key, pincode, state as sent) -> [count, amount]: one delta row per spelling,
+        # which StateSpelling counts; in the order first seen, so the first sent is stored first.
+        self.pincodes: dict[tuple[str, str, str], list] = {}
 
     def add(self, row: Row, *, sign: int) -> None:
         # The month is that of the UTC moment; restated in SQL by bulk._append_summary_deltas.
@@ -217,12 +221,12 @@ class SummaryDeltas:
         else:
             month[0] += sign
             month[1] += amount
-        pincode = self.pincodes.get((row.state_key, row.pincode))
+        pincode = self.pincodes.get((row.state_key, row.pincode, row.state))
         if pincode is None:
-            self.pincodes[(row.state_key, row.pincode)] = [row.state, sign, amount]
+            self.pincodes[(row.state_key, row.pincode, row.state)] = [sign, amount]
         else:
-            pincode[1] += sign
-            pincode[2] += amount
+            pincode[0] += sign
+            pincode[1] += amount
 
     def write(self) -> None:
         """Append the deltas (new rows: no writer waits for another)."""
@@ -234,12 +238,13 @@ class SummaryDeltas:
         insert_rows(
             PincodeTotalDelta,
             ["state_key", "pincode", "state", "transaction_count", "total_amount"],
-            [(*key, state, count, amount) for key, (state, count, amount) in sorted(self.pincodes.items()) if count or amount],
+            [(*key, count, amount) for key, (count, amount) in self.pincodes.items() if count or amount],
         )
 
 
 def fold_summary_deltas(*, max_rows: int = FOLD_BATCH_ROWS) -> int:
-    """Move appended deltas into ``MonthlyTotal`` and ``PincodeTotal``; how many were folded.
+    """Move appended deltas into ``MonthlyTotal``, ``PincodeTotal`` and ``StateSpelling``; how
+    many were folded.
 
     Each run locks the deltas it folds (skipping rows another run holds, so folders never wait
     for each other or fold a row twice), adds them to the totals and deletes them, all in one
@@ -305,10 +310,32 @@ def _fold_pincodes(rows: list[PincodeTotalDelta]) -> None:
         [(*key, state, count, amount) for key, (state, count, amount) in sorted(sums.items())],
         upsert=Upsert(PincodeTotal, ["state_key", "pincode"], adding(PincodeTotal, ["transaction_count", "total_amount"])),
     )
+    spellings: dict[tuple[str, str], list] = {}
+    for row in rows:
+        spelling = spellings.setdefault((row.state_key, row.state), [0, row.id])
+        spelling[0] += row.transaction_count
+    add_to_state_spellings({key: count for key, (count, _) in spellings.items()},
+                           first_delta_ids={key: first for key, (_, first) in spellings.items()})
+
+
+def add_to_state_spellings(counts: dict[tuple[str, str], int], *, first_delta_ids: dict | None = None) -> None:
+    """Add counts to the (state_key, exact spelling) rows of ``StateSpelling``, in key order.
+
+    By the fold, and by ``recompute_summary_totals`` directly: a count added commutes with the
+    folds going on meanwhile, as a delta would (the spellings have no pincode to append one to).
+    """
+    first_delta_ids = first_delta_ids or {}
+    insert_rows(
+        StateSpelling,
+        ["state_key", "state", "transaction_count", "first_delta_id"],
+        [(*key, count, first_delta_ids.get(key, 0)) for key, count in sorted(counts.items()) if count],
+        upsert=Upsert(StateSpelling, ["state_key", "state"], adding(StateSpelling, ["transaction_count"])),
+    )
 
 
 def recompute_summary_totals() -> None:
-    """Bring the per-month and per-pincode figures back in line with the stored transactions.
+    """Bring the per-month, per-pincode and per-spelling figures back in line with the stored
+    transactions.
 
     For transactions changed outside the services (a data fix). Each table's difference between
     its figures (totals plus deltas) and the transactions is read in one statement, which sees
@@ -319,8 +346,13 @@ def recompute_summary_totals() -> None:
     for month, count, amount in selectors.monthly_total_differences():
         deltas.months[month] = [count, amount]
     for state_key, pincode, state, count, amount in selectors.pincode_total_differences():
-        deltas.pincodes[(state_key, pincode)] = [state, count, amount]
+        deltas.pincodes[(state_key, pincode, state)] = [count, amount]
     deltas.write()
+    # Those deltas spell each pincode's difference one way; what the spellings' counts still
+    # lack is read after them, and added directly.
+    add_to_state_spellings(
+        {(state_key, state): count for state_key, state, count in selectors.state_spelling_differences()}
+    )
 
 
 def recompute_customer_totals(*, customer_ids: Iterable[int]) -> None:
