@@ -7,8 +7,10 @@ import io
 import json
 from decimal import ROUND_FLOOR, Decimal
 
+import re
+
 from django.db import connection
-from django.test import TestCase
+from django.test import Client, TestCase
 from django.test.utils import CaptureQueriesContext
 
 from tests.support import (
@@ -20,8 +22,9 @@ from tests.support import (
     store,
     token_client,
 )
+from transactions import services
 from transactions.generation import generate_records
-from transactions.models import Transaction
+from transactions.models import Customer, Transaction
 
 
 URL = "/reports/range/"
@@ -105,6 +108,17 @@ class RangeReportPageTests(DashboardTestMixin, TestCase):
         self.assertEqual(rows, [(1, Decimal("100.00"))])
         # The window's values go back into the inputs as typed.
         self.assertContains(response, 'value="2024-03-01T00:00:00"')
+
+    def test_a_page_reads_the_data_version_once_and_sees_new_data_on_the_next(self):
+        many_customers(3)
+        query = {"min_amount": "0", "max_amount": "500", "time_period": "2024-12-31T00:00:00"}
+        with CaptureQueriesContext(connection) as queries:
+            response = self.client.get(URL, query)
+        self.assertEqual(response.context["summary"].customers, 3)
+        version_reads = [q["sql"] for q in queries.captured_queries if "history_id" in q["sql"] and "MAX(" in q["sql"]]
+        self.assertEqual(len(version_reads), 1, version_reads)  # the state picker and the report share it
+        store(record(customer_id=4, transaction_amount="5.00", transaction_datetime="2024-05-01T12:00:00Z"))
+        self.assertEqual(self.client.get(URL, query).context["summary"].customers, 4)
 
     def test_empty_result_says_so_plainly(self):
         store(record(customer_id=1, transaction_amount="10.00"))
@@ -345,7 +359,8 @@ class RangeReportAgreesWithTheApiTests(DashboardTestMixin, TestCase):
             rows += [(row["customer_id"], row["name"], row["total_transaction_amount"]) for row in page]
         return first.context["summary"], first.context["page"].paginator.count, rows
 
-    def assertPageAgreesWithApi(self, query: dict, *, at_least: int) -> None:
+    def assertPageAgreesWithApi(self, query: dict, *, at_least: int):
+        """The page answers as the API does; returns the page's summary."""
         count, api_rows = self.api_answer(query)
         self.assertGreaterEqual(count, at_least)
         summary, page_count, page_rows = self.page_answer(query)
@@ -357,6 +372,7 @@ class RangeReportAgreesWithTheApiTests(DashboardTestMixin, TestCase):
             self.assertEqual([bucket.customers for bucket in summary.buckets], counts)
         else:
             self.assertEqual((summary.lowest, summary.highest, summary.buckets), (None, None, []))
+        return summary
 
     def bounds_of(self, query: dict) -> dict:
         """min/max that cut the query's answer about in thirds, to test a band, not everything."""
@@ -380,8 +396,7 @@ class RangeReportAgreesWithTheApiTests(DashboardTestMixin, TestCase):
         window = {"start": "2024-01-01T00:00:00", "time_period": "2024-12-31T23:59:59"}
         _, rows = self.api_answer({**window, "min_amount": 0, "max_amount": 10**11})
         total = str(rows[10][2])
-        self.assertPageAgreesWithApi({**window, "min_amount": total, "max_amount": total}, at_least=1)
-        summary = self.client.get(URL, {**window, "min_amount": total, "max_amount": total}).context["summary"]
+        summary = self.assertPageAgreesWithApi({**window, "min_amount": total, "max_amount": total}, at_least=1)
         self.assertEqual([(b.low, b.high) for b in summary.buckets], [(Decimal(total), Decimal(total))])
 
     def test_no_match_in_a_window(self):
@@ -433,3 +448,56 @@ class RangeReportCacheTests(DashboardTestMixin, TestCase):
         response = self.client.get(URL, {**query, "page": "3"})
         self.assertEqual(response.context["summary"].customers, 122)
         self.assertEqual([row["customer_id"] for row in response.context["page"]], [*range(21, 0, -1), 501])
+
+
+class KeptResultsTests(DashboardTestMixin, TestCase):
+    """A report page's results are written once per query and data (``views._kept_fragments``);
+    the form around them, and the save-as-segment form with its CSRF token, every time."""
+
+    WINDOW = {"min_amount": "0", "max_amount": "500", "time_period": "2024-12-31T00:00:00"}
+
+    def results_of(self, response) -> str:
+        """The results section, its CSRF token left out (masked anew for every response)."""
+        html = response.content.decode()
+        section = html[html.index('<section id="range-results"'):html.index("</section>", html.index('id="range-results"'))]
+        return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", section)
+
+    def test_the_same_query_reads_no_report_again_until_new_data_or_a_corrected_name(self):
+        many_customers(3)
+        first = self.client.get(URL, self.WINDOW)
+        with CaptureQueriesContext(connection) as queries:
+            again = self.client.get(URL, self.WINDOW)
+        self.assertEqual(self.results_of(again), self.results_of(first))
+        self.assertFalse([q for q in queries.captured_queries if "transactions_customer" in q["sql"]])
+        self.assertNotIn("summary", again.context)  # written from what was kept
+
+        store(record(customer_id=4, name="newcomer", transaction_amount="5.00", transaction_datetime="2024-05-01T12:00:00Z"))
+        self.assertContains(self.client.get(URL, self.WINDOW), "newcomer")
+
+        customer = Customer.objects.get(pk=2)
+        customer.name = "corrected name"
+        services.save_corrected_customer(customer=customer)
+        page = self.client.get(URL, self.WINDOW)
+        self.assertContains(page, "corrected name")
+        self.assertEqual(page.context["summary"].customers, 4)
+
+    def test_another_query_string_or_page_is_written_for_itself(self):
+        many_customers(60)
+        query = {"min_amount": "0", "max_amount": "1000"}
+        first, second = self.client.get(URL, query), self.client.get(URL, {**query, "page": "2"})
+        self.assertContains(first, 'data-customer-id="60"')
+        self.assertNotContains(second, 'data-customer-id="60"')
+        self.assertContains(second, 'data-customer-id="10"')
+        by_name = self.client.get(URL, {**query, "sort": "name"})
+        self.assertContains(by_name, 'aria-sort="ascending"')
+        self.assertNotContains(first, 'aria-sort="ascending"')
+
+    def test_each_session_gets_its_own_csrf_token_in_the_kept_page(self):
+        many_customers(3)
+        self.client.get(URL, self.WINDOW)  # written once, by the first analyst
+        other = Client(enforce_csrf_checks=True)
+        other.force_login(make_user("second-analyst", permissions=("view_transaction",)))
+        page = other.get(URL, self.WINDOW).content.decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        saved = other.post("/segments/new/", {**self.WINDOW, "name": "kept", "csrfmiddlewaretoken": token})
+        self.assertEqual(saved.status_code, 302, saved.content[:300])

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from decimal import Decimal
 
+from django.db import connection
 from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 
 from tests.support import DashboardTestMixin, logged_in_client, record, store
 
@@ -156,3 +159,22 @@ class TopCustomersCardPagesTests(DashboardTestMixin, TestCase):
         rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
         self.assertEqual(len(rows), 1 + 14)
         self.assertEqual({row[0] for row in rows[1:]}, {f"14{i:04d}" for i in range(1, 8)})
+
+
+class KeptCardsTests(DashboardTestMixin, TestCase):
+    """The cards are written once per query and data (``views._kept_fragments``)."""
+
+    def test_the_same_query_reads_nothing_again_until_new_data(self):
+        punjab_and_delhi()
+        first = self.client.get(URL, {"state": "punjab"})
+        with CaptureQueriesContext(connection) as queries:
+            again = self.client.get(URL, {"state": "punjab"})
+        # The same page, but for its CSRF token (masked anew for every response).
+        masked = re.compile(rb"[A-Za-z0-9]{64}")
+        self.assertEqual(masked.sub(b"", again.content), masked.sub(b"", first.content))
+        self.assertFalse([q for q in queries.captured_queries if "customerpincodetotal" in q["sql"]])
+        # Another query is its own, and new data is shown.
+        self.assertContains(self.client.get(URL, {"state": "punjab", "limit": "1"}), "Gurpreet")
+        self.assertNotContains(self.client.get(URL, {"state": "punjab", "limit": "1"}), "Inder")
+        store(record(customer_id=9, name="Newcomer", transaction_amount="5000.00", pincode="141001", state="Punjab"))
+        self.assertContains(self.client.get(URL, {"state": "punjab"}), "Newcomer")
