@@ -294,11 +294,17 @@ def top_customers_by_pincode(
         ranked = _with_names(rows)
     else:
         query_key = hashlib.sha1(repr((state_key, limit, _window_key(start, end, span))).encode()).hexdigest()
-        ranked = _cached_until_new_data(
+        # Kept as plain tuples, totals as their text: pickled a tenth as fast as CustomerTotals
+        # holding Decimals (9 ms for the largest state's 4,000 with `limit` 100, 4 to read back).
+        kept = _cached_until_new_data(
             f"top:{query_key}",
-            lambda: _with_names(_ranked_in_window(state_key=state_key, start=start, end=end, limit=limit)),
+            lambda: [
+                (pincode, entry.customer_id, entry.name, str(entry.total_transaction_amount))
+                for pincode, entry in _ranked_in_window(state_key=state_key, start=start, end=end, limit=limit)
+            ],
             worth_keeping=lambda rows: len(rows) <= MAX_CACHED_MATCHES,
         )
+        ranked = [(pincode, CustomerTotal(customer_id, name, Decimal(total))) for pincode, customer_id, name, total in kept]
     by_pincode: dict[str, list[CustomerTotal]] = {}
     for pincode, entry in ranked:
         by_pincode.setdefault(pincode, []).append(entry)
@@ -307,19 +313,19 @@ def top_customers_by_pincode(
 
 def _ranked_in_window(
     *, state_key: str, start: dt.datetime | None, end: dt.datetime | None, limit: int
-) -> list[tuple[str, int, Decimal]]:
-    """``_ranked_rows`` of a window's sums per pincode and customer in one state; where the
-    parts of a read go faster at once (``parts.read_in_parts``), the state's pincodes ranked in as
-    many groups at once (each pincode is ranked on its own: the groups' rows, in pincode order,
-    are the answer)."""
+) -> list[tuple[str, CustomerTotal]]:
+    """``_ranked_rows`` of a window's sums per pincode and customer in one state, with names;
+    where the parts of a read go faster at once (``parts.read_in_parts``), the state's pincodes
+    ranked in as many groups at once, each group's names read by its part (each pincode is
+    ranked on its own: the groups' rows, in pincode order, are the answer)."""
 
-    def ranked(pincodes: list[str] | None) -> list[tuple[str, int, Decimal]]:
+    def ranked(pincodes: list[str] | None) -> list[tuple[str, CustomerTotal]]:
         rows = _windowed(Transaction.objects.filter(state_key=state_key), start=start, end=end)
         if pincodes is not None:
             rows = rows.filter(pincode__in=pincodes)
-        return _ranked_rows(
+        return _with_names(_ranked_rows(
             rows.values("pincode", "customer_id").annotate(total_transaction_amount=_sum_of_amounts()), limit=limit
-        )
+        ))
 
     count = parts.at_once()
     pincodes = _pincodes_of(state_key) if count > 1 else []
