@@ -75,6 +75,7 @@ def main() -> None:
     from django.conf import settings
 
     rounds = []
+    owner = None
     for round_number in range(1, args.rounds + 1):
         owner = fresh_database(cursor, args.database)
         load = os.getloadavg()
@@ -94,6 +95,7 @@ def main() -> None:
     if args.batches:
         api_batches(csv_path, cursor, database=args.database, batches=args.batches)
     if args.breakdown:
+        owner = owner or fresh_database(cursor, args.database)  # --rounds 0: the breakdown alone
         breakdown(csv_path, rows=args.breakdown, database=args.database, owner=owner)
 
 
