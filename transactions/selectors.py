@@ -445,16 +445,22 @@ class OverviewTotals:
 
 
 def overview_totals() -> OverviewTotals:
-    """Counts and sums over everything stored, read from the per-pincode figures."""
-    figures = pincode_figures()
-    return OverviewTotals(
-        transactions=sum(row.transactions for row in figures),
-        customers=Customer.objects.filter(transaction_count__gt=0).count(),
-        total_amount=sum((row.total_amount for row in figures), Decimal("0.00")),
-        states=len({row.state_key for row in figures}),
-        pincodes=len({row.pincode for row in figures}),
-        newest_transaction=stored_time_span().newest,
-    )
+    """Counts and sums over everything stored, read from the per-pincode figures, and the
+    customers with transactions counted (no figure holds that count: 10 ms at 100,000
+    customers, two thirds of the overview's time). Kept until new data."""
+
+    def compute() -> OverviewTotals:
+        figures = pincode_figures()
+        return OverviewTotals(
+            transactions=sum(row.transactions for row in figures),
+            customers=Customer.objects.filter(transaction_count__gt=0).count(),
+            total_amount=sum((row.total_amount for row in figures), Decimal("0.00")),
+            states=len({row.state_key for row in figures}),
+            pincodes=len({row.pincode for row in figures}),
+            newest_transaction=stored_time_span().newest,
+        )
+
+    return _cached_until_new_data("overview", compute)
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,14 +598,33 @@ def pincode_figures(*, state_key: str | None = None) -> list[PincodeFigure]:
 
     As ``month_figures``; ``state`` is one spelling the pincode's rows were stored under.
     """
-    columns = ("state_key", "pincode", "state", "transaction_count", "total_amount")
     folded = PincodeTotal.objects.order_by()
     tail = PincodeTotalDelta.objects.order_by()
     if state_key is not None:
         folded, tail = folded.filter(state_key=state_key), tail.filter(state_key=state_key)
-    union = folded.values_list(*columns).union(tail.values_list(*columns), all=True)
-    rows = _summed(union, keys=["state_key", "pincode"], label="state", count="transaction_count", amount="total_amount")
-    return [PincodeFigure(*row) for row in rows]
+    # The folded rows as they are and the tail grouped, in one statement, added up here: the
+    # few hundred rows cost a tenth of a millisecond to add, grouping their union in the
+    # database (a temporary table) two.
+    tail = tail.values("state_key", "pincode").annotate(
+        spelled=Min("state"), count=Sum("transaction_count"), amount=Sum("total_amount")
+    )
+    union = folded.values_list("state_key", "pincode", "state", "transaction_count", "total_amount").union(
+        tail.values_list("state_key", "pincode", "spelled", "count", "amount"), all=True
+    )
+    figures: dict[tuple[str, str], list] = {}
+    for key_state, pincode, state, count, amount in union:
+        figure = figures.get((key_state, pincode))
+        if figure is None:
+            figures[(key_state, pincode)] = [state, count, amount]
+        else:
+            figure[0], figure[1], figure[2] = min(figure[0], state), figure[1] + count, figure[2] + amount
+    exact = operations().exact_decimal_sums
+    return [
+        # SQLite sums DECIMAL columns as floats: back to the cents they are.
+        PincodeFigure(key_state, pincode, state, int(count), amount if exact else Decimal(str(amount)).quantize(CENT))
+        for (key_state, pincode), (state, count, amount) in sorted(figures.items())
+        if count or amount
+    ]
 
 
 def _utc_month():

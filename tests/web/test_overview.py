@@ -73,6 +73,17 @@ class OverviewPageTests(DashboardTestMixin, TestCase):
         months = [m.month.isoformat() for m in self.client.get("/").context["months"]]
         self.assertEqual(months, ["2024-01-01", "2024-02-01"])
 
+    def test_totals_are_counted_once_until_new_data(self):
+        store(record(customer_id=1), record(customer_id=2, transaction_datetime="2024-10-01T00:00:00Z"))
+        self.client.get("/")
+        with CaptureQueriesContext(connection) as queries:
+            again = self.client.get("/")
+        self.assertEqual((again.context["totals"].customers, again.context["totals"].transactions), (2, 2))
+        self.assertFalse([q for q in queries.captured_queries if "COUNT(" in q["sql"]])
+        store(record(customer_id=3, transaction_datetime="2024-11-01T00:00:00Z"))
+        totals = self.client.get("/").context["totals"]
+        self.assertEqual((totals.customers, totals.transactions), (3, 3))
+
     def test_latest_imports_are_the_users_own_with_their_state(self):
         owner = make_user("uploader")
         other = make_user("someone-else")
