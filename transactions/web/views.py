@@ -64,8 +64,10 @@ def _kept_fragments(request, name: str, query, render) -> dict[str, SafeString]:
     """The HTML ``render()`` writes for a report page's results, kept until new data, as the
     reports' figures are (``selectors.kept_until_new_data``): the same query string and query
     (a relative period's dates worked out) over the same data write the same results, whoever
-    asks (they carry no user's data, no CSRF token). A warm report page was twice the API's time
-    for the same query, mostly writing these; now it writes its form around them.
+    asks (they carry no user's data, no CSRF token: they are written without the request, so
+    its context processors' ``user`` and ``csrf_token`` are not there to put in). A warm report
+    page was twice the API's time for the same query, mostly writing these; now it writes its
+    form around them.
     """
     key = hashlib.sha1(repr((request.GET.urlencode(), query)).encode()).hexdigest()
     return {part: mark_safe(html) for part, html in selectors.kept_until_new_data(f"page:{name}:{key}", render).items()}
@@ -211,8 +213,8 @@ class RangeReportView(DashboardView):
             customer_path=_customer_path_prefix(),
         )
         return {
-            "head": render_to_string("web/reports/_range_results_head.html", context, request),
-            "body": render_to_string("web/reports/_range_results_body.html", context, request),
+            "head": render_to_string("web/reports/_range_results_head.html", context),
+            "body": render_to_string("web/reports/_range_results_body.html", context),
         }
 
 
@@ -345,7 +347,7 @@ class TopCustomersView(DashboardView):
             export_query=query_string,
             customer_path=_customer_path_prefix(),
         )
-        return {"body": render_to_string("web/reports/_top_customers_results.html", context, request)}
+        return {"body": render_to_string("web/reports/_top_customers_results.html", context)}
 
 
 class TopCustomersExportView(DashboardView):
