@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
+from types import SimpleNamespace
 
 from django.template import engines
 from django.test import SimpleTestCase
 
-from transactions.selectors import CustomerTotal, TotalsBucket
-from transactions.templatetags.report_rows import customer_total_rows, histogram_band_rows, ranked_customer_rows
+from transactions.selectors import CustomerTotal, MonthTotal, TotalsBucket
+from transactions.templatetags.report_rows import (
+    customer_pincode_rows,
+    customer_total_rows,
+    customer_transaction_rows,
+    histogram_band_rows,
+    month_spend_rows,
+    ranked_customer_rows,
+)
 
 
 class ReportRowsTests(SimpleTestCase):
@@ -87,3 +96,44 @@ class ReportRowsTests(SimpleTestCase):
         self.assertEqual(written.replace("\n", ""), loop.render({"bands": bands, "base_url": "/reports/range/"}))
         self.assertIn(">24,680</td>", written)  # grouped as the template grouped it
         self.assertIn("state=A&lt;&amp;&gt;B", written)
+
+    def test_the_customer_pages_rows_are_the_template_loops_rows(self):
+        pincodes = [
+            {"pincode": f"{110001 + i}", "state": "Tamil <Nadu>" if i % 2 else "Delhi", "transaction_count": i * 997,
+             "total_amount": Decimal(i * 1234567).scaleb(-2)}
+            for i in range(12)
+        ]
+        loop = engines["django"].from_string(
+            "{% load money %}{% for row in pincodes %}<tr><td data-label=\"Pincode\">{{ row.pincode }}</td>"
+            "<td data-label=\"State\">{{ row.state }}</td><td class=\"num\" data-label=\"Transactions\">"
+            "{{ row.transaction_count|floatformat:\"0g\" }}</td><td class=\"num\" data-label=\"Total\">"
+            "{{ row.total_amount|rupees }}</td></tr>{% endfor %}"
+        )
+        self.assertEqual(customer_pincode_rows(pincodes).replace("\n", ""), loop.render({"pincodes": pincodes}))
+
+        months = [MonthTotal(dt.date(2023 + i // 12, i % 12 + 1, 1), i * 1001, Decimal(i * 987654).scaleb(-2)) for i in range(30)]
+        loop = engines["django"].from_string(
+            "{% load l10n money %}{% for month in months %}<tr><th scope=\"row\">{{ month.month|date:\"Y-m\" }}</th>"
+            "<td class=\"num\" data-value=\"{{ month.total_amount|unlocalize }}\">{{ month.total_amount|rupees }}</td>"
+            "<td class=\"num\">{{ month.transactions|floatformat:\"0g\" }}</td></tr>{% endfor %}"
+        )
+        self.assertEqual(month_spend_rows(months).replace("\n", ""), loop.render({"months": months}))
+
+        transactions = [
+            SimpleNamespace(
+                transaction_datetime=dt.datetime(2024, 1 + i % 12, 1 + i, 13, i, 7, tzinfo=dt.timezone.utc),
+                transaction_amount=Decimal(i * 123457).scaleb(-2), pincode=f"{560001 + i}", state_name="Karnataka & Co",
+            )
+            for i in range(25)
+        ]
+        loop = engines["django"].from_string(
+            "{% load money %}{% for txn in transactions %}<tr><td class=\"num\" data-label=\"When (UTC)\">"
+            "<time datetime=\"{{ txn.transaction_datetime|date:'c' }}\">{{ txn.transaction_datetime|date:\"Y-m-d H:i:s\" }}"
+            "</time></td><td class=\"num\" data-label=\"Amount\" data-amount=\"{{ txn.transaction_amount|floatformat:2 }}\">"
+            "{{ txn.transaction_amount|rupees }}</td><td data-label=\"Pincode\">{{ txn.pincode }}</td>"
+            "<td data-label=\"State\">{{ txn.state_name }}</td></tr>{% endfor %}"
+        )
+        written = customer_transaction_rows(transactions)
+        self.assertEqual(written.replace("\n", ""), loop.render({"transactions": transactions}))
+        self.assertIn('<time datetime="2024-01-01T13:00:07+00:00">2024-01-01 13:00:07</time>', written)
+        self.assertIn("Karnataka &amp; Co", written)
