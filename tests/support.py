@@ -200,10 +200,9 @@ def state_spellings() -> list[tuple[str, str, int]]:
     zero: (state_key, spelling, count)."""
     from transactions import selectors
 
-    counts: dict[tuple[str, str], int] = {}
-    for key, spelling, count, _ in selectors._state_spelling_rows():
-        counts[(key, spelling)] = counts.get((key, spelling), 0) + count
-    return sorted((key, spelling, count) for (key, spelling), count in counts.items() if count > 0)
+    return sorted(
+        (key, spelling, count) for (key, spelling), (count, _) in selectors.state_spelling_counts().items() if count > 0
+    )
 
 
 def state_spellings_grouped_from_transactions() -> list[tuple[str, str, int]]:

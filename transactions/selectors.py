@@ -755,16 +755,8 @@ def state_names() -> dict[str, str]:
     """
 
     def compute() -> dict[str, str]:
-        counts: dict[tuple[str, str], list] = {}  # (state_key, spelling) -> [count, first delta id]
-        for key, spelling, count, first in _state_spelling_rows():
-            entry = counts.get((key, spelling))
-            if entry is None:
-                counts[(key, spelling)] = [count, first]
-            else:
-                entry[0] += count
-                entry[1] = min(entry[1], first)
         best: dict[str, tuple] = {}
-        for (key, spelling), (count, first) in counts.items():
+        for (key, spelling), (count, first) in state_spelling_counts().items():
             rank = (-count, first, spelling)
             if count > 0 and (key not in best or rank < best[key]):
                 best[key] = rank
@@ -773,9 +765,10 @@ def state_names() -> dict[str, str]:
     return _cached_until_new_data("state-names", compute)
 
 
-def _state_spelling_rows() -> list[tuple[str, str, int, int]]:
-    """(state_key, spelling, count, first delta id): the folded counts and the unfolded deltas
-    grouped by exact spelling (at most one row of each per spelling), in one statement."""
+def state_spelling_counts() -> dict[tuple[str, str], tuple[int, int]]:
+    """(state_key, exact spelling) -> (transactions, id of the first delta that brought it):
+    the folded counts (``StateSpelling``) plus the unfolded deltas grouped by exact spelling,
+    read in one statement."""
     collation = operations().exact_collation
     # Grouped exactly: MySQL's usual collations would call the two spellings one value.
     spelling = Collate("state", collation) if collation else F("state")
@@ -785,7 +778,13 @@ def _state_spelling_rows() -> list[tuple[str, str, int, int]]:
         .annotate(count=Sum("transaction_count"), first=Min("id"))
         .values_list("state_key", "spelling", "count", "first")
     )
-    return [(key, spelling, int(count), first) for key, spelling, count, first in folded.union(tail, all=True)]
+    counts: dict[tuple[str, str], tuple[int, int]] = {}
+    for key, spelled, count, first in folded.union(tail, all=True):  # at most one row of each a spelling
+        stored = counts.get((key, spelled))
+        counts[(key, spelled)] = (
+            (int(count), first) if stored is None else (stored[0] + int(count), min(stored[1], first))
+        )
+    return counts
 
 
 def state_spelling_differences() -> list[tuple[str, str, int]]:

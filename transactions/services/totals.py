@@ -310,25 +310,24 @@ def _fold_pincodes(rows: list[PincodeTotalDelta]) -> None:
         [(*key, state, count, amount) for key, (state, count, amount) in sorted(sums.items())],
         upsert=Upsert(PincodeTotal, ["state_key", "pincode"], adding(PincodeTotal, ["transaction_count", "total_amount"])),
     )
-    spellings: dict[tuple[str, str], list] = {}
+    spellings: dict[tuple[str, str], list] = {}  # rows in id order: the first id is the first seen
     for row in rows:
         spelling = spellings.setdefault((row.state_key, row.state), [0, row.id])
         spelling[0] += row.transaction_count
-    add_to_state_spellings({key: count for key, (count, _) in spellings.items()},
-                           first_delta_ids={key: first for key, (_, first) in spellings.items()})
+    add_to_state_spellings(spellings)
 
 
-def add_to_state_spellings(counts: dict[tuple[str, str], int], *, first_delta_ids: dict | None = None) -> None:
-    """Add counts to the (state_key, exact spelling) rows of ``StateSpelling``, in key order.
+def add_to_state_spellings(counts) -> None:
+    """Add (state_key, exact spelling) -> (count, first delta id) to ``StateSpelling``, in key
+    order (the first delta id is kept by a row that exists already).
 
     By the fold, and by ``recompute_summary_totals`` directly: a count added commutes with the
     folds going on meanwhile, as a delta would (the spellings have no pincode to append one to).
     """
-    first_delta_ids = first_delta_ids or {}
     insert_rows(
         StateSpelling,
         ["state_key", "state", "transaction_count", "first_delta_id"],
-        [(*key, count, first_delta_ids.get(key, 0)) for key, count in sorted(counts.items()) if count],
+        [(*key, count, first) for key, (count, first) in sorted(counts.items()) if count],
         upsert=Upsert(StateSpelling, ["state_key", "state"], adding(StateSpelling, ["transaction_count"])),
     )
 
@@ -351,7 +350,7 @@ def recompute_summary_totals() -> None:
     # Those deltas spell each pincode's difference one way; what the spellings' counts still
     # lack is read after them, and added directly.
     add_to_state_spellings(
-        {(state_key, state): count for state_key, state, count in selectors.state_spelling_differences()}
+        {(state_key, state): (count, 0) for state_key, state, count in selectors.state_spelling_differences()}
     )
 
 
