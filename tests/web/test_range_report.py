@@ -481,6 +481,33 @@ class KeptResultsTests(DashboardTestMixin, TestCase):
         self.assertContains(page, "corrected name")
         self.assertEqual(page.context["summary"].customers, 4)
 
+    def test_a_kept_page_is_the_page_written_afresh_and_writes_neither_form_again(self):
+        many_customers(3)
+        for query in (self.WINDOW, {**self.WINDOW, "state": "Punjab", "sort": "name"}, {"min_amount": "0", "max_amount": "9", "period": "last-30-days"}):
+            with self.subTest(query=query):
+                first = self.client.get(URL, query)
+                again = self.client.get(URL, query)
+                names = [template.name for template in again.templates]
+                self.assertIn("web/reports/_range_form.html", [template.name for template in first.templates])
+                self.assertNotIn("web/reports/_range_form.html", names)
+                self.assertNotIn("web/segments/_segment_fields.html", names)
+                self.assertEqual(self.without_tokens(again), self.without_tokens(first))
+                self.assertContains(again, 'name="csrfmiddlewaretoken"', count=2)  # log out, save as segment
+                self.assertContains(again, f'name="min_amount" value="{query["min_amount"]}"', count=2)
+
+    def test_an_invalid_query_keeps_nothing_and_shows_its_errors_each_time(self):
+        for _ in range(2):
+            response = self.client.get(URL, {"min_amount": "x", "max_amount": "5"})
+            self.assertEqual(response.status_code, 400)
+            self.assertIn("web/reports/_range_form.html", [template.name for template in response.templates])
+            self.assertContains(response, 'value="x"', status_code=400)
+
+    @staticmethod
+    def without_tokens(response) -> str:
+        html = response.content.decode()
+        html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+        return re.sub(r'"X-CSRFToken": "[^"]+"', "", html)
+
     def test_another_query_string_or_page_is_written_for_itself(self):
         many_customers(60)
         query = {"min_amount": "0", "max_amount": "1000"}

@@ -181,19 +181,20 @@ class RangeReportView(DashboardView):
         context = {"form": form, "query_string": ""}
         if form.is_bound and form.is_valid():
             query = _range_query(form.cleaned_data)
-            context.update(
-                results=_kept_fragments(
-                    request, "range", (query, form.cleaned_data["sort"]),
-                    lambda: self.results(request, form, query, context),
-                ),
-                segment_form=SegmentForm(auto_id="segment_%s", initial={name: form.data.get(name, "") for name in SEGMENT_QUERY_FIELDS}),
+            results = _kept_fragments(
+                request, "range", (query, form.cleaned_data["sort"]),
+                lambda: self.results(request, form, query, context),
             )
+            # The valid form and the save-as-segment form's fields are written from the query
+            # string alone, so they are kept with the results; the CSRF token is added live.
+            context.update(results=results, kept_form=results["form"], kept_segment_fields=results["segment_fields"])
         return self.render_page(request, context, status=400 if form.is_bound and form.errors else 200)
 
     @staticmethod
     def results(request, form, query: dict, context: dict) -> dict[str, str]:
-        """The results' heading and body (around the live "save as segment" form), written
-        from the report (its figures are left in ``context`` too)."""
+        """The results' heading and body (around the "save as segment" form, whose fields are
+        written here too), and the query's form above them, written from the report (its
+        figures are left in ``context`` too)."""
         order = form.cleaned_data["sort"]
         report = selectors.range_report(**query, order=order)
         query_string = _query_without(request, "page")
@@ -212,8 +213,11 @@ class RangeReportView(DashboardView):
             export_query=_query_without(request, "page", "sort"),
             customer_path=_customer_path_prefix(),
         )
+        segment_form = SegmentForm(auto_id="segment_%s", initial={name: form.data.get(name, "") for name in SEGMENT_QUERY_FIELDS})
         return {
+            "form": render_to_string("web/reports/_range_form.html", {"form": form}),
             "head": render_to_string("web/reports/_range_results_head.html", context),
+            "segment_fields": render_to_string("web/segments/_segment_fields.html", {"form": segment_form}),
             "body": render_to_string("web/reports/_range_results_body.html", context),
         }
 
