@@ -257,12 +257,14 @@ def breakdown(csv_path: Path, *, rows: int, database: str, owner) -> None:
         file_rows = islice(import_files.csv_rows(file, layout, offset=0, line_number=0), rows)
         chunks = []
         while chunk := list(islice(file_rows, settings.CDP_IMPORT_CHUNK_ROWS)):
-            chunks.append(services.imports._validated_chunk(job_id=job.pk, chunk=chunk, file_format="csv"))
+            validated = services.imports._validated_chunk(job_id=job.pk, chunk=chunk, file_format="csv")
+            chunks.append(services.imports._split(validated, ways=1, done={}))
     reading = time.perf_counter() - started
     MySQLdb.connections.Connection.query = timed_query
     started = time.perf_counter()
     for chunk in chunks:
-        services.imports._import_chunk(job_id=job.pk, runner="breakdown", chunk=chunk)
+        for index, part in chunk.parts:
+            services.imports._import_chunk(job_id=job.pk, runner="breakdown", chunk=chunk, part_index=index, part=part)
     writing = time.perf_counter() - started
     MySQLdb.connections.Connection.query = real_query
     count = Transaction.objects.count()

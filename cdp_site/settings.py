@@ -200,6 +200,12 @@ CDP_IMPORT_RETENTION_DAYS = int(os.environ.get("CDP_IMPORT_RETENTION_DAYS", "7")
 # statements whatever its size, and bigger ones meet each customer fewer times; 50,000 keeps the
 # worker under 200 MB (docs/PERFORMANCE.md, "Set-based import").
 CDP_IMPORT_CHUNK_ROWS = int(os.environ.get("CDP_IMPORT_CHUNK_ROWS", "50000"))
+# Each chunk is written in this many parts at once, split by customer (so that no two parts
+# wait for each other's row locks), each on a connection of its own, where the database has
+# row locks (MySQL/MariaDB, PostgreSQL; SQLite writes one at a time). With one writer the
+# server worked on one core while the worker's validation used the other only half the time
+# (docs/PERFORMANCE.md, "File import in parts"). 1 turns it off.
+CDP_IMPORT_WRITERS = int(os.environ.get("CDP_IMPORT_WRITERS", "2"))
 # A window's sums (the range report of a window not asked before; the top customers of a state
 # in a window) are read in this many parts at once, each on a connection of its own, where that
 # is faster than one statement (MySQL/MariaDB, PostgreSQL: sql reads_faster_in_parts). 1 turns it off.

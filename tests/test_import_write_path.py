@@ -15,6 +15,7 @@ from pathlib import Path
 
 from unittest import mock
 
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.db.models import Count, Sum
@@ -24,7 +25,7 @@ from django.test.utils import CaptureQueriesContext
 from tests.api.test_imports import (
     IMMEDIATE_TASKS, customer_totals_of, csv_file, expected_import, sample_records, stored_rows,
 )
-from tests.support import make_user, record
+from tests.support import SummaryAssertionsMixin, make_user, record
 from transactions.sql import operations
 from transactions import import_files, services
 from transactions.models import Customer, CustomerPincodeTotal, ImportJob, Transaction
@@ -89,7 +90,10 @@ class ImportWriterThreadTests(TransactionTestCase):
         finally:
             services.imports._import_chunk = real_import_chunk
         self.assertTrue(threads)
-        self.assertEqual(set(threads), {f"import-{job.pk}_0"}, "every chunk is written by the one writer thread")
+        # Each chunk in parts by customer, each part by a writer thread of its own where the
+        # database has row locks; SQLite's one writer at a time writes them one after the other.
+        writers = settings.CDP_IMPORT_WRITERS if operations().has_row_locks else 1
+        self.assertEqual(set(threads), {f"import-{job.pk}_{index}" for index in range(writers)})
         job.refresh_from_db()
         return job
 
@@ -137,6 +141,91 @@ class ImportWriterThreadTests(TransactionTestCase):
         self.assertEqual(second.duplicates + second.conflicts, first.created + first.duplicates + first.conflicts)
         self.assertEqual(Transaction.objects.aggregate(n=Count("id"), amount=Sum("transaction_amount")), totals)
         self.assertEqual(stored_pincode_totals(), pincode_totals)
+
+
+class WorkerDiedInAPart(BaseException):
+    """Stands for a worker killed while one part of a chunk is committed and another is not."""
+
+
+class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
+    """Where the database has row locks, each chunk is written in parts by customer, at once,
+    and a run that stops with some parts of a chunk committed is resumed without them."""
+
+    def setUp(self):
+        if not operations().has_row_locks:
+            self.skipTest("SQLite writes one transaction at a time: its chunks are written whole")
+        self.import_dir = Path(self.enterContext(tempfile.TemporaryDirectory(prefix="cdp-imports-")))
+        self.enterContext(override_settings(CDP_IMPORT_DIR=self.import_dir, CDP_IMPORT_CHUNK_ROWS=100, CDP_IMPORT_WRITERS=2))
+        self.owner = make_user("importer")
+
+    def test_a_run_stopped_with_one_part_of_a_chunk_committed_resumes_with_the_same_counts(self):
+        rows = sample_records(rows=400, seed=14) + awkward_records()
+        rows[150] = dict(rows[150], pincode="0")  # a rejected row, in the chunk that stops half-way
+        expected_counts, expected_rows = expected_import(rows)
+        job = services.start_import(owner=self.owner, uploaded_file=SimpleUploadedFile("t.csv", csv_file(rows)))
+        real_import_chunk = services.imports._import_chunk
+        parts_seen = []
+
+        def second_chunk_loses_part_one(**kwargs):
+            chunk = kwargs["chunk"]
+            parts_seen.append((chunk.end_line, kwargs["part_index"]))
+            if chunk.end_line > 101 and kwargs["part_index"] == 1:
+                raise WorkerDiedInAPart()
+            return real_import_chunk(**kwargs)
+
+        with mock.patch.object(services.imports, "_import_chunk", second_chunk_loses_part_one), \
+                self.assertRaises(WorkerDiedInAPart):
+            services.run_import(job_id=job.pk)
+
+        job.refresh_from_db()
+        self.assertEqual(sorted(parts_seen), [(101, 0), (101, 1), (201, 0), (201, 1)])
+        self.assertEqual((job.status, job.line_number), ("running", 101))  # the first chunk, whole
+        progress = job.chunk_in_progress
+        self.assertEqual((progress["end_line"], progress["rows"], progress["ways"]), (201, 100, 2))
+        self.assertEqual(progress["done"], {"0": progress["last"]["0"]})  # part 0 committed, part 1 not
+        first_part = [r for i, r in enumerate(rows[:200]) if i < 100 or i == 150 or int(r["customer_id"]) % 2 == 0]
+        self.assertEqual(job.rows_processed, len(first_part))
+        self.assertEqual({name: getattr(job, name) for name in expected_counts}, expected_import(first_part)[0])
+        self.assertEqual(Transaction.objects.count(), job.created)
+
+        # Another run, with another chunk size and one writer: the stopped chunk is read and
+        # split as it was, its committed part left out.
+        with override_settings(CDP_IMPORT_CHUNK_ROWS=70, CDP_IMPORT_WRITERS=1):
+            services.run_import(job_id=job.pk)
+
+        job.refresh_from_db()
+        self.assertEqual((job.status, job.error, job.chunk_in_progress), ("done", "", None))
+        self.assertEqual({name: getattr(job, name) for name in expected_counts}, expected_counts)
+        self.assertEqual(job.rows_processed, len(rows))
+        self.assertEqual(stored_rows(), expected_rows)
+        self.assertEqual(stored_pincode_totals(), pincode_totals_of(expected_rows))
+        self.assertEqual(
+            {c.customer_id: (c.total_amount, c.transaction_count) for c in Customer.objects.all()},
+            customer_totals_of(expected_rows),
+        )
+
+    def assertPartsWriteWhatOneWriterWould(self, writers: int):
+        rows = sample_records(rows=600, seed=15) + awkward_records()
+        expected_counts, expected_rows = expected_import(rows)
+        with override_settings(CDP_IMPORT_WRITERS=writers):
+            job = services.start_import(owner=self.owner, uploaded_file=SimpleUploadedFile("t.csv", csv_file(rows)))
+            services.run_import(job_id=job.pk)
+        job.refresh_from_db()
+        self.assertEqual((job.status, job.chunk_in_progress), ("done", None))
+        self.assertEqual({name: getattr(job, name) for name in expected_counts}, expected_counts)
+        self.assertEqual(stored_rows(), expected_rows)
+        self.assertEqual(stored_pincode_totals(), pincode_totals_of(expected_rows))
+        self.assertEqual(
+            {c.customer_id: (c.total_amount, c.transaction_count) for c in Customer.objects.all()},
+            customer_totals_of(expected_rows),
+        )
+        self.assertSummariesMatchTransactions()
+
+    def test_two_parts_write_what_one_writer_would(self):
+        self.assertPartsWriteWhatOneWriterWould(2)
+
+    def test_three_parts_write_what_one_writer_would(self):
+        self.assertPartsWriteWhatOneWriterWould(3)
 
 
 class TextKeptExactlyTests(TestCase):

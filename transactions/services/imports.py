@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import random
 import sys
+import threading
 import time
 import uuid
 from array import array
@@ -102,7 +103,7 @@ def run_import(*, job_id: int) -> None:
                 rows = import_files.csv_rows(file, layout, offset=job.byte_offset, line_number=job.line_number)
             else:
                 rows = import_files.ndjson_rows(file, offset=job.byte_offset, line_number=job.line_number)
-            _import_rows(job_id=job.pk, runner=runner, rows=rows, file_format=job.format)
+            _import_rows(job_id=job.pk, runner=runner, rows=rows, file_format=job.format, resume=job.chunk_in_progress)
     except import_files.FileUnreadable as exc:
         _finish_import(job_id=job.pk, runner=runner, error=str(exc))
         return
@@ -127,37 +128,84 @@ def run_import(*, job_id: int) -> None:
     _finish_import(job_id=job.pk, runner=runner, error=None)
 
 
-def _import_rows(*, job_id: int, runner: str, rows: Iterator[import_files.FileRow], file_format: str) -> None:
+def _import_rows(
+    *, job_id: int, runner: str, rows: Iterator[import_files.FileRow], file_format: str, resume: dict | None = None,
+) -> None:
     """Read, validate and store the rows chunk by chunk, in file order.
 
-    The database work of a chunk runs on a thread of its own while the next chunk is read and
-    validated: the driver releases the GIL while it waits for the server, so the two overlap
-    and the import takes about as long as its database work. Inside an atomic block (a test
-    case) the chunks are written inline, since another thread's connection could not see the
-    caller's uncommitted rows.
+    Each chunk is split into parts by customer (``_split``), written at once by as many
+    writer threads (``_writers``), each on a connection of its own: no two parts share a
+    customer, so they never wait for each other's row locks, and the server works on both
+    cores. The next chunk is read and validated meanwhile: the driver releases the GIL while
+    it waits for the server, so reading overlaps writing. Inside an atomic block (a test case)
+    the chunks are written inline, whole, since another thread's connection could not see the
+    caller's uncommitted rows. ``resume``: the job's ``chunk_in_progress``, from a run that
+    stopped with some of a chunk's parts committed.
     """
-    chunks = _validated_chunks(job_id=job_id, rows=rows, file_format=file_format)
+    ways = _writers()
+    chunks = _validated_chunks(job_id=job_id, rows=rows, file_format=file_format, ways=ways, resume=resume)
     if connection.in_atomic_block:
-        for validated in chunks:
-            _import_chunk(job_id=job_id, runner=runner, chunk=validated)
+        for chunk in chunks:
+            _write_chunk(job_id=job_id, runner=runner, chunk=chunk, submit=_run_now)
         return
-    # Each time a query returns, the writer needs the GIL back from the reading thread; by
+    # Each time a query returns, a writer needs the GIL back from the reading thread; by
     # default it waits up to 5 ms for it, a dozen times a chunk.
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(min(switch_interval, IMPORT_SWITCH_INTERVAL))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-{job_id}") as writer:
+    threads = max(ways, (resume or {}).get("ways", 1))
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"import-{job_id}") as writers:
         try:
-            pending: Future | None = None
-            for validated in chunks:
-                if pending is not None:
-                    pending.result()  # one chunk in flight; its error (database gone, taken over) stops the run
-                pending = writer.submit(_import_chunk, job_id=job_id, runner=runner, chunk=validated)
-            if pending is not None:
-                pending.result()
+            pending: list[Future] = []
+            for chunk in chunks:
+                _wait_for(pending)  # one chunk in flight; an error (database gone, taken over) stops the run
+                pending = _write_chunk(job_id=job_id, runner=runner, chunk=chunk, submit=writers.submit)
+            _wait_for(pending)
         finally:
-            # Run there, close_all finds the writer thread's own connection.
-            writer.submit(connections.close_all)
+            # Each thread closes its own connection (close_all finds the calling thread's).
+            closing = threading.Barrier(threads)
+
+            def close_connections() -> None:
+                try:
+                    closing.wait(timeout=10)
+                except threading.BrokenBarrierError:
+                    pass
+                connections.close_all()
+
+            for _ in range(threads):
+                writers.submit(close_connections)
             sys.setswitchinterval(switch_interval)
+
+
+def _writers() -> int:
+    """How many parts each chunk is written in at once (``CDP_IMPORT_WRITERS``): one inside an
+    atomic block, and where the database writes one transaction at a time (SQLite)."""
+    if connection.in_atomic_block or not operations().has_row_locks:
+        return 1
+    return max(1, settings.CDP_IMPORT_WRITERS)
+
+
+def _run_now(function, /, **kwargs) -> None:
+    function(**kwargs)
+
+
+def _write_chunk(*, job_id: int, runner: str, chunk: _Chunk, submit) -> list:
+    """Each part of the chunk handed to ``submit`` (a pool's, or ``_run_now``)."""
+    if not chunk.parts:  # every part was committed, all but the move past the chunk
+        return [submit(_commit_progress, job_id=job_id, runner=runner, chunk=chunk, part_index=None, part=None)]
+    return [submit(_import_chunk, job_id=job_id, runner=runner, chunk=chunk, part_index=index, part=part)
+            for index, part in chunk.parts]
+
+
+def _wait_for(futures: list[Future]) -> None:
+    """Wait for every part of a chunk, then raise the first part's error, if any."""
+    errors = []
+    for future in futures:
+        try:
+            future.result()
+        except BaseException as exc:  # noqa: B036 - a part "killed" in a test is re-raised below
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 @dataclass(slots=True)
@@ -205,12 +253,65 @@ class _ValidatedChunk:
                 _ValidatedChunk(self.rows[middle:], self.end_offsets[middle:], self.end_lines[middle:]))
 
 
-def _validated_chunks(*, job_id: int, rows: Iterator[import_files.FileRow], file_format: str) -> Iterator[_ValidatedChunk]:
+@dataclass(slots=True)
+class _Chunk:
+    """A chunk of the file split into parts by customer, and what its resume marker needs.
+
+    Part 0 holds the rejected rows and the customers whose id is a multiple of ``ways``; part
+    i the customers whose id leaves i. The split depends on the rows and ``ways`` alone, so a
+    run that resumes a chunk (from its ``progress()``, kept in the job) splits it again the same way.
+    """
+
+    end_offset: int
+    end_line: int
+    row_count: int  # all its rows, those committed before a resume too
+    ways: int
+    last_lines: dict[str, int]  # each part's last row's end line, by part index (as JSON keys)
+    parts: list[tuple[int, _ValidatedChunk]]  # the parts left to write, with their index
+
+    def progress(self) -> dict:
+        """The job's ``chunk_in_progress`` before any of its parts is committed."""
+        return {"end_offset": self.end_offset, "end_line": self.end_line, "rows": self.row_count,
+                "ways": self.ways, "last": dict(self.last_lines), "done": {}}
+
+
+def _validated_chunks(
+    *, job_id: int, rows: Iterator[import_files.FileRow], file_format: str, ways: int, resume: dict | None,
+) -> Iterator[_Chunk]:
     """The file's rows in chunks of CDP_IMPORT_CHUNK_ROWS, each row validated as it is read: only
-    the validated chunks stay in memory (a file row with its raw line takes more than its record)."""
-    while (chunk := _validated_chunk(job_id=job_id, chunk=islice(rows, settings.CDP_IMPORT_CHUNK_ROWS),
-                                     file_format=file_format)).rows:
-        yield chunk.prepare()
+    the validated chunks stay in memory (a file row with its raw line takes more than its record).
+    A resumed chunk is read and split as the run that started it did, without its committed rows."""
+    while True:
+        size, split_ways, done = settings.CDP_IMPORT_CHUNK_ROWS, ways, {}
+        if resume:
+            size, split_ways, done = resume["rows"], resume["ways"], resume["done"]
+            resume = None
+        chunk = _validated_chunk(job_id=job_id, chunk=islice(rows, size), file_format=file_format)
+        if not chunk.rows:
+            return
+        yield _split(chunk, ways=split_ways, done=done)
+
+
+def _split(chunk: _ValidatedChunk, *, ways: int, done: dict[str, int]) -> _Chunk:
+    """The chunk in ``ways`` parts by customer (see ``_Chunk``), less the rows of each part up
+    to the line ``done`` says that part was committed through."""
+    parts = [_ValidatedChunk([], array("q"), array("q")) for _ in range(ways)]
+    for row, end_offset, end_line in zip(chunk.rows, chunk.end_offsets, chunk.end_lines):
+        part = parts[0 if isinstance(row, RejectedRow) else row.customer_id % ways]
+        part.rows.append(row)
+        part.end_offsets.append(end_offset)
+        part.end_lines.append(end_line)
+    last_lines = {str(index): part.end_lines[-1] for index, part in enumerate(parts) if part.rows}
+    left = []
+    for index, part in enumerate(parts):
+        through = done.get(str(index), 0)
+        if through:
+            keep = [k for k, line in enumerate(part.end_lines) if line > through]
+            part = _ValidatedChunk([part.rows[k] for k in keep], array("q", [part.end_offsets[k] for k in keep]),
+                                   array("q", [part.end_lines[k] for k in keep]))
+        if part.rows:
+            left.append((index, part.prepare()))
+    return _Chunk(chunk.end_offset, chunk.end_line, chunk.row_count, ways, last_lines, left)
 
 
 def _validated_chunk(*, job_id: int, chunk: Iterable[import_files.FileRow], file_format: str) -> _ValidatedChunk:
@@ -235,64 +336,93 @@ def _validated_chunk(*, job_id: int, chunk: Iterable[import_files.FileRow], file
     return _ValidatedChunk(rows, end_offsets, end_lines)
 
 
-def _import_chunk(*, job_id: int, runner: str, chunk: _ValidatedChunk) -> None:
-    """Store one chunk's records and rejected rows and move the resume marker, all or nothing.
+def _import_chunk(*, job_id: int, runner: str, chunk: _Chunk, part_index: int, part: _ValidatedChunk) -> None:
+    """Store one part of a chunk (its records and rejected rows) and note it in the resume
+    marker, all or nothing.
 
-    A chunk that keeps losing to other writers for its customers (lock waits and deadlocks on
+    A part that keeps losing to other writers for its customers (lock waits and deadlocks on
     one server, certification failures on a Galera cluster, where a large transaction loses to
     any small write committed on another node while it runs) is split in two, each half
     committed on its own, down to single rows: the import yields to the other writers instead
     of starving. The counts come out the same, since a split only moves the commit points.
     """
-    single_row = chunk.row_count == 1
+    single_row = part.row_count == 1
     rounds = 0
     while True:
         try:
-            _store_chunk(job_id=job_id, runner=runner, chunk=chunk,
-                         max_attempts=MAX_INGEST_ATTEMPTS if single_row else CHUNK_ATTEMPTS_BEFORE_SPLIT)
+            _store_part(job_id=job_id, runner=runner, chunk=chunk, part_index=part_index, part=part,
+                        max_attempts=MAX_INGEST_ATTEMPTS if single_row else CHUNK_ATTEMPTS_BEFORE_SPLIT)
             return
         except (OperationalError, IntegrityError) as exc:
             if isinstance(exc, OperationalError) and not operations().is_transient(exc):
                 raise
             if not single_row:
-                logger.warning("import %s: a chunk of %s rows lost %r; splitting it", job_id, chunk.row_count, exc)
-                for half in chunk.halves():
-                    _import_chunk(job_id=job_id, runner=runner, chunk=half)
+                logger.warning("import %s: a part of %s rows lost %r; splitting it", job_id, part.row_count, exc)
+                for half in part.halves():
+                    _import_chunk(job_id=job_id, runner=runner, chunk=chunk, part_index=part_index, part=half)
                 return
             # One row, still losing after a full round of retries: wait longer and try again. A
             # run that stalls here past CDP_IMPORT_STALE_SECONDS is taken over by another worker.
             rounds += 1
-            logger.warning("import %s: line %s lost %s rounds of retries (%r)", job_id, chunk.end_line, rounds, exc)
+            logger.warning("import %s: line %s lost %s rounds of retries (%r)", job_id, part.end_line, rounds, exc)
             time.sleep(random.uniform(0, min(SINGLE_ROW_PAUSE_CAP_SECONDS, 0.05 * 2**rounds)))
 
 
-def _store_chunk(*, job_id: int, runner: str, chunk: _ValidatedChunk, max_attempts: int) -> None:
-    records, rejected = chunk.records, chunk.rejected
+def _store_part(*, job_id: int, runner: str, chunk: _Chunk, part_index: int, part: _ValidatedChunk, max_attempts: int) -> None:
+    records, rejected = part.records, part.rejected
 
     def save_progress(outcomes: list[IngestOutcome]) -> None:
-        job = ImportJob.objects.select_for_update().get(pk=job_id)
-        if job.runner != runner:
-            raise ImportTakenOver()
-        statuses = [outcome.status for outcome in outcomes]
         _insert_rejected_rows(rejected)
-        ImportJob.objects.filter(pk=job_id).update(
-            rows_processed=F("rows_processed") + chunk.row_count,
-            created=F("created") + statuses.count("created"),
-            duplicates=F("duplicates") + statuses.count("duplicate"),
-            conflicts=F("conflicts") + statuses.count("conflict"),
-            rejected=F("rejected") + len(rejected),
-            byte_offset=chunk.end_offset,
-            line_number=chunk.end_line,
-            heartbeat_at=timezone.now(),
-        )
+        _save_progress(job_id=job_id, runner=runner, chunk=chunk, part_index=part_index, part=part,
+                       statuses=[outcome.status for outcome in outcomes])
 
     if records:
-        # A chunk is stored set-based wherever the database has a bulk loader, whatever its size
+        # A part is stored set-based wherever the database has a bulk loader, whatever its size
         # (services.bulk): so the import has one path per database, at any chunk size.
         ingest_transactions(records=records, before_commit=save_progress, max_attempts=max_attempts, in_bulk=True)
     else:
         with transaction.atomic():
             save_progress([])
+
+
+def _commit_progress(*, job_id: int, runner: str, chunk: _Chunk, part_index: None, part: None) -> None:
+    """Move the resume marker past a chunk whose parts were all committed already."""
+    with transaction.atomic():
+        _save_progress(job_id=job_id, runner=runner, chunk=chunk, part_index=None, part=None, statuses=[])
+
+
+def _save_progress(
+    *, job_id: int, runner: str, chunk: _Chunk, part_index: int | None, part: _ValidatedChunk | None, statuses: list[str],
+) -> None:
+    """In the transaction storing a part (or part of one): its counts, and the resume marker.
+
+    The marker (``byte_offset``, ``line_number``) moves past the chunk once every part of it is
+    committed; until then ``chunk_in_progress`` (``_Chunk.progress``) says how far each part
+    is, since the parts commit in any order. The job's row lock orders the parts' commits.
+    """
+    job = ImportJob.objects.select_for_update().only("runner", "chunk_in_progress").get(pk=job_id)
+    if job.runner != runner:
+        raise ImportTakenOver()
+    progress = job.chunk_in_progress
+    if not progress or progress["end_line"] != chunk.end_line:
+        progress = chunk.progress()
+    if part is not None:
+        progress["done"][str(part_index)] = part.end_line
+    complete = all(progress["done"].get(index, 0) >= last for index, last in progress["last"].items())
+    rows = part.row_count if part is not None else 0
+    marker = (
+        {"byte_offset": chunk.end_offset, "line_number": chunk.end_line, "chunk_in_progress": None}
+        if complete else {"chunk_in_progress": progress}
+    )
+    ImportJob.objects.filter(pk=job_id).update(
+        rows_processed=F("rows_processed") + rows,
+        created=F("created") + statuses.count("created"),
+        duplicates=F("duplicates") + statuses.count("duplicate"),
+        conflicts=F("conflicts") + statuses.count("conflict"),
+        rejected=F("rejected") + (len(part.rejected) if part is not None else 0),
+        heartbeat_at=timezone.now(),
+        **marker,
+    )
 
 
 def _insert_rejected_rows(rows: Sequence[RejectedRow]) -> None:
