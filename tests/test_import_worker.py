@@ -23,6 +23,7 @@ from django_tasks_db.models import DBTaskResult
 
 from tests.api.test_imports import (
     COUNT_FIELDS,
+    committed_records,
     customer_totals_of,
     csv_file,
     expected_import,
@@ -33,7 +34,6 @@ from tests.api.test_imports import (
 )
 from tests.support import clear_caches, make_user, slow, token_client
 from transactions.models import Customer, ImportJob, RejectedRow, Transaction
-from transactions.validation import RecordInvalid, parse_transaction_record
 
 DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 CHUNK_ROWS = 200
@@ -158,7 +158,7 @@ class ImportWorkerTests(TransactionTestCase):
         self.assertTrue(0 < job.rows_processed < total, job.rows_processed)
         # What the dead worker left is exactly its committed chunks and parts of a chunk:
         # counts and rows agree.
-        committed = committed_records(records, job)
+        committed = committed_records(records, line_number=job.line_number, progress=job.chunk_in_progress, first_line=2)
         self.assertEqual(job.rows_processed, len(committed))
         self.assertEqual({name: getattr(job, name) for name in COUNT_FIELDS}, expected_import(committed)[0])
         self.assertEqual(Transaction.objects.count(), job.created)
@@ -170,23 +170,3 @@ class ImportWorkerTests(TransactionTestCase):
         self.assertImportedAsExpected(job_id, records)
         self.assertEqual(DBTaskResult.objects.filter(status="SUCCESSFUL").count(), 1)
 
-
-def committed_records(records: list[dict], job: ImportJob) -> list[dict]:
-    """The records (one a line after the CSV header) that the job's resume marker says are
-    committed: every line up to ``line_number``, and in the chunk after it, the lines of each
-    part up to where ``chunk_in_progress`` says that part was committed (``services.imports``
-    splits a chunk by customer: part 0 holds the rejected rows too)."""
-    progress = job.chunk_in_progress or {"end_line": 0, "ways": 1, "done": {}}
-    committed = []
-    for index, fields in enumerate(records):
-        line = index + 2
-        if line <= job.line_number:
-            committed.append(fields)
-        elif line <= progress["end_line"]:
-            try:
-                part = parse_transaction_record(fields).customer_id % progress["ways"]
-            except RecordInvalid:
-                part = 0
-            if line <= progress["done"].get(str(part), 0):
-                committed.append(fields)
-    return committed

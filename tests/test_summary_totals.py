@@ -19,7 +19,8 @@ from types import SimpleNamespace
 
 from django.apps import apps
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.test import TestCase, TransactionTestCase, override_settings, skipUnlessDBFeature
 
 from tests.support import (
@@ -422,3 +423,39 @@ class RecomputeDuringIngestTests(SummaryAssertionsMixin, TransactionTestCase):
         self.assertGreater(recomputes, 3)
         self.assertEqual(Transaction.objects.count(), writers * batches * batch_size)
         self.assertSummariesMatchTransactions()
+
+
+class KeyedPincodeTotalsMigrationTests(TransactionTestCase):
+    """transactions/migrations/0013: the per-customer-and-pincode totals move to a table keyed by
+    (customer, state, pincode), and back again when the migration is reversed."""
+
+    BEFORE = ("transactions", "0012_import_chunk_in_progress")
+
+    def totals_of(self, model) -> list[tuple]:
+        return sorted(model.objects.values_list(
+            "customer_id", "state_key", "pincode", "state", "total_amount", "transaction_count"))
+
+    def test_every_total_moves_to_the_keyed_table_and_back(self):
+        store(
+            record(customer_id=1, transaction_amount="10.00", transaction_datetime="2024-01-01T00:00:00Z"),
+            record(customer_id=1, transaction_amount="2.50", transaction_datetime="2024-01-02T00:00:00Z"),
+            record(customer_id=1, transaction_amount="4.00", transaction_datetime="2024-01-03T00:00:00Z",
+                   pincode="141001", state="Punjab"),
+            record(customer_id=2, transaction_amount="7.00", transaction_datetime="2024-01-04T00:00:00Z"),
+        )
+        totals = self.totals_of(CustomerPincodeTotal)
+        self.assertEqual(len(totals), 3)
+
+        executor = MigrationExecutor(connection)
+        latest = executor.loader.graph.leaf_nodes("transactions")
+        executor.migrate([self.BEFORE])
+        by_id = executor.loader.project_state(self.BEFORE).apps.get_model("transactions", "CustomerPincodeTotal")
+        self.assertEqual(self.totals_of(by_id), totals)
+        self.assertEqual(len(set(by_id.objects.values_list("id", flat=True))), 3)
+
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+        self.assertEqual(self.totals_of(CustomerPincodeTotal), totals)
+        with self.assertRaises(IntegrityError), transaction.atomic():  # the key is the primary key
+            CustomerPincodeTotal.objects.create(customer_id=2, state_key="delhi", pincode="110001", state="Delhi")
+        self.assertEqual(self.totals_of(CustomerPincodeTotal), totals)

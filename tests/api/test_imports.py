@@ -109,6 +109,28 @@ def csv_file(records: Iterable[dict], *, columns: Sequence[str] = TRANSACTION_FI
 def ndjson_file(records: Iterable[dict]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
 
+def committed_records(records: list[dict], *, line_number: int, progress: dict | None, first_line: int) -> list[dict]:
+    """The records (one a line from ``first_line``: 2 after a CSV header, 1 in NDJSON) that an
+    import's resume marker says are committed: every line up to its ``line_number``, and in the
+    chunk after it, the lines of each part up to where ``progress`` (its ``chunk_in_progress``)
+    says that part was committed (``services.imports`` splits a chunk by customer: part 0
+    holds the rejected rows too)."""
+    progress = progress or {"end_line": 0, "ways": 1, "done": {}}
+    committed = []
+    for index, fields in enumerate(records):
+        line = index + first_line
+        if line <= line_number:
+            committed.append(fields)
+        elif line <= progress["end_line"]:
+            try:
+                part = parse_transaction_record(fields).customer_id % progress["ways"]
+            except RecordInvalid:
+                part = 0
+            if line <= progress["done"].get(str(part), 0):
+                committed.append(fields)
+    return committed
+
+
 
 def sample_records(*, rows: int, seed: int) -> list[dict]:
     """Generated records (about 1% repeat a key) plus repeats and mistakes written by hand."""

@@ -30,7 +30,7 @@ import MySQLdb
 from django.conf import settings
 from django.test import SimpleTestCase
 
-from tests.api.test_imports import expected_import, ndjson_file, sample_records
+from tests.api.test_imports import COUNT_FIELDS as COUNTS, committed_records, expected_import, ndjson_file, sample_records
 from tests.hardening.support import Gunicorn, free_port, http_call
 from tests.support import record, slow
 
@@ -94,11 +94,14 @@ class MariaDBServer:
                                charset="utf8mb4", **({"database": database} if database else {}))
 
     def scalar(self, database: str, sql: str):
+        return self.row(database, sql)[0]
+
+    def row(self, database: str, sql: str) -> tuple:
         connection = self.connect(database)
         try:
             cursor = connection.cursor()
             cursor.execute(sql)
-            return cursor.fetchone()[0]
+            return cursor.fetchone()
         finally:
             connection.close()
 
@@ -273,7 +276,12 @@ class DatabaseOutageTests(SimpleTestCase):
         self.stop_process(worker)
         interrupted = self.call("GET", f"/api/imports/{job_id}/").json()
         self.assertEqual(interrupted["status"], "running")
-        self.assertEqual(interrupted["rows_processed"] % CHUNK_ROWS, 0)
+        # What the killed worker left is exactly its committed chunks and parts of a chunk.
+        line_number, progress = self.database.row(
+            "cdp_outage", f"SELECT line_number, chunk_in_progress FROM transactions_importjob WHERE id = {int(job_id)}")
+        committed = committed_records(records, line_number=line_number, progress=progress and json.loads(progress), first_line=1)
+        self.assertEqual(interrupted["rows_processed"], len(committed))
+        self.assertEqual({name: interrupted[name] for name in COUNTS}, expected_import(committed)[0])
         self.assertLess(interrupted["rows_processed"], len(records))
         resumed = self.start_worker("--batch", CDP_IMPORT_STALE_SECONDS="0")
         self.assertEqual(resumed.wait(timeout=300), 0, resumed.log_path.read_text(errors="replace"))
