@@ -223,6 +223,38 @@ class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
         self.assertPartsWriteWhatOneWriterWould(3)
 
 
+class GarbageCollectionTests(TestCase):
+    """An import runs Python's cyclic collector once per chunk, and leaves it on as it found it."""
+
+    def setUp(self):
+        self.import_dir = Path(self.enterContext(tempfile.TemporaryDirectory(prefix="cdp-imports-")))
+        self.enterContext(override_settings(CDP_IMPORT_DIR=self.import_dir, CDP_IMPORT_CHUNK_ROWS=50))
+
+    def test_the_collector_is_off_while_chunks_are_written_and_on_again_after_a_failure_too(self):
+        import gc
+
+        owner = make_user("importer")
+        seen = []
+        real_import_chunk = services.imports._import_chunk
+
+        def noting_the_collector(**kwargs):
+            seen.append(gc.isenabled())
+            return real_import_chunk(**kwargs)
+
+        for fails in (False, True):
+            job = services.start_import(owner=owner, uploaded_file=SimpleUploadedFile(
+                "t.csv", csv_file(sample_records(rows=120, seed=16))))
+            side_effect = WorkerDiedInAPart() if fails else None
+            with mock.patch.object(services.imports, "_import_chunk", side_effect=side_effect, wraps=noting_the_collector):
+                if fails:
+                    with self.assertRaises(WorkerDiedInAPart):
+                        services.run_import(job_id=job.pk)
+                else:
+                    services.run_import(job_id=job.pk)
+            self.assertTrue(gc.isenabled())
+        self.assertEqual(seen, [False, False, False])  # three chunks of the first import
+
+
 class TextKeptExactlyTests(TestCase):
     """Names and states reach the database verbatim, whichever way the rows are written."""
 
