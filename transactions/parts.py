@@ -52,7 +52,7 @@ def read_in_parts(read, parts: list) -> list[list[tuple]]:
             _part_readers = ThreadPoolExecutor(max_workers=max(1, len(parts) - 1), thread_name_prefix="cdp-report-part")
         elsewhere = [_part_readers.submit(_read_on_this_thread, read, part) for part in parts[1:]]
     if replaced is not None:  # more parts than before (a setting changed): the old threads end
-        _end_part_readers(replaced)
+        close_pool_connections(replaced)
     return [read(parts[0]), *(future.result() for future in elsewhere)]
 
 
@@ -70,12 +70,13 @@ def close_part_readers() -> None:
     with _part_readers_lock:
         pool, _part_readers = _part_readers, None
     if pool is not None:
-        _end_part_readers(pool)
+        close_pool_connections(pool)
 
 
-def _end_part_readers(pool: ThreadPoolExecutor) -> None:
-    # One task a thread (each waits at the barrier for the others, so no thread takes two):
-    # database connections belong to the thread that opened them.
+def close_pool_connections(pool: ThreadPoolExecutor) -> None:
+    """Close each of the pool's threads' database connections (they belong to the thread that
+    opened them), then shut the pool down. One task a thread: each waits at the barrier for
+    the others, so no thread takes two."""
     workers = pool._max_workers
     all_there = threading.Barrier(workers)
 

@@ -7,7 +7,6 @@ import gc
 import logging
 import random
 import sys
-import threading
 import time
 import uuid
 from array import array
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from itertools import islice
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, OperationalError, connection, connections, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -25,6 +24,7 @@ from ..models import ImportJob, RejectedRow
 from .. import import_files
 from . import bulk
 from ..validation import RecordInvalid, TransactionRecord, parse_transaction_record
+from ..parts import close_pool_connections
 from ..sql import operations
 from .ingest import MAX_INGEST_ATTEMPTS, IngestOutcome, ingest_transactions
 from .totals import fold_summary_deltas
@@ -164,18 +164,7 @@ def _import_rows(
                 pending = _write_chunk(job_id=job_id, runner=runner, chunk=chunk, submit=writers.submit)
             _wait_for(pending)
         finally:
-            # Each thread closes its own connection (close_all finds the calling thread's).
-            closing = threading.Barrier(threads)
-
-            def close_connections() -> None:
-                try:
-                    closing.wait(timeout=10)
-                except threading.BrokenBarrierError:
-                    pass
-                connections.close_all()
-
-            for _ in range(threads):
-                writers.submit(close_connections)
+            close_pool_connections(writers)
             sys.setswitchinterval(switch_interval)
 
 
