@@ -42,11 +42,14 @@ cluster_address() {
 write_config() {  # write_config NODE
     local n=$1 d g
     d=$(node_dir "$n"); g=$(gcomm_port "$n")
-    mkdir -p "$d/data"
+    mkdir -p "$d/data" "$d/tmp"
     cat >"$d/my.cnf" <<EOF
 [mysqld]
 user=root
 datadir=$d/data
+# Its own: mariadbd deletes every "#sql*" file in its tmpdir when it starts, so a node restarted
+# with /tmp would remove the temporary tables of other servers' running queries.
+tmpdir=$d/tmp
 socket=$d/mysqld.sock
 pid-file=$d/mysqld.pid
 log-error=$d/error.log

@@ -58,8 +58,14 @@ class MariaDBServer:
         )
 
     def start(self) -> None:
+        # A temporary directory of its own: mariadbd deletes every "#sql*" file in its tmpdir
+        # when it starts, so a server restarted here with /tmp removed the temporary tables of
+        # the other servers' running queries (another test's, in parallel: "Error on delete of
+        # '/tmp/#sql-temptable-...'").
+        (self.base / "tmp").mkdir(exist_ok=True)
         self.process = subprocess.Popen(
             [MARIADBD, "--no-defaults", f"--datadir={self.data_dir}", f"--port={self.port}",
+             f"--tmpdir={self.base / 'tmp'}",
              f"--socket={self.base / 'mysqld.sock'}", f"--pid-file={self.base / 'mysqld.pid'}",
              "--bind-address=127.0.0.1", "--user=root", "--skip-log-bin", "--innodb-buffer-pool-size=64M",
              f"--log-error={self.base / 'error.log'}"],
