@@ -198,9 +198,7 @@ def _run_now(function, /, **kwargs) -> None:
 
 
 def _write_chunk(*, job_id: int, runner: str, chunk: _Chunk, submit) -> list:
-    """Each part of the chunk handed to ``submit`` (a pool's, or ``_run_now``)."""
-    if not chunk.parts:  # every part was committed, all but the move past the chunk
-        return [submit(_commit_progress, job_id=job_id, runner=runner, chunk=chunk, part_index=None, part=None)]
+    """Each part of the chunk left to write handed to ``submit`` (a pool's, or ``_run_now``)."""
     return [submit(_import_chunk, job_id=job_id, runner=runner, chunk=chunk, part_index=index, part=part)
             for index, part in chunk.parts]
 
@@ -303,7 +301,8 @@ def _validated_chunks(
 
 def _split(chunk: _ValidatedChunk, *, ways: int, done: dict[str, int]) -> _Chunk:
     """The chunk in ``ways`` parts by customer (see ``_Chunk``), less the rows of each part up
-    to the line ``done`` says that part was committed through."""
+    to the line ``done`` says that part was committed through. (Should none be left, the next
+    chunk's first commit moves the marker past this one, as it replaces its progress.)"""
     parts = [_ValidatedChunk([], array("q"), array("q")) for _ in range(ways)]
     for row, end_offset, end_line in zip(chunk.rows, chunk.end_offsets, chunk.end_lines):
         part = parts[0 if isinstance(row, RejectedRow) else row.customer_id % ways]
@@ -394,14 +393,8 @@ def _store_part(*, job_id: int, runner: str, chunk: _Chunk, part_index: int, par
             save_progress([])
 
 
-def _commit_progress(*, job_id: int, runner: str, chunk: _Chunk, part_index: None, part: None) -> None:
-    """Move the resume marker past a chunk whose parts were all committed already."""
-    with transaction.atomic():
-        _save_progress(job_id=job_id, runner=runner, chunk=chunk, part_index=None, part=None, statuses=[])
-
-
 def _save_progress(
-    *, job_id: int, runner: str, chunk: _Chunk, part_index: int | None, part: _ValidatedChunk | None, statuses: list[str],
+    *, job_id: int, runner: str, chunk: _Chunk, part_index: int, part: _ValidatedChunk, statuses: list[str],
 ) -> None:
     """In the transaction storing a part (or part of one): its counts, and the resume marker.
 
@@ -413,22 +406,20 @@ def _save_progress(
     if job.runner != runner:
         raise ImportTakenOver()
     progress = job.chunk_in_progress
-    if not progress or progress["end_line"] != chunk.end_line:
+    if not progress or progress["end_line"] != chunk.end_line:  # this chunk's first commit
         progress = chunk.progress()
-    if part is not None:
-        progress["done"][str(part_index)] = part.end_line
+    progress["done"][str(part_index)] = part.end_line
     complete = all(progress["done"].get(index, 0) >= last for index, last in progress["last"].items())
-    rows = part.row_count if part is not None else 0
     marker = (
         {"byte_offset": chunk.end_offset, "line_number": chunk.end_line, "chunk_in_progress": None}
         if complete else {"chunk_in_progress": progress}
     )
     ImportJob.objects.filter(pk=job_id).update(
-        rows_processed=F("rows_processed") + rows,
+        rows_processed=F("rows_processed") + part.row_count,
         created=F("created") + statuses.count("created"),
         duplicates=F("duplicates") + statuses.count("duplicate"),
         conflicts=F("conflicts") + statuses.count("conflict"),
-        rejected=F("rejected") + (len(part.rejected) if part is not None else 0),
+        rejected=F("rejected") + len(part.rejected),
         heartbeat_at=timezone.now(),
         **marker,
     )
