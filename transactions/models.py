@@ -315,7 +315,7 @@ class ImportJob(models.Model):
     byte_offset = models.BigIntegerField(default=0)
     line_number = models.BigIntegerField(default=0, help_text="Lines of the file read so far.")
     # The chunk after byte_offset while some of its parts are committed and some not
-    # (services.imports._ChunkProgress): where it ends, how it was split, each part's progress.
+    # (services.imports, ``_Chunk.progress``): where it ends, how it was split, how far each part is.
     chunk_in_progress = models.JSONField(null=True, blank=True, editable=False)
     runner = models.CharField(max_length=36, blank=True, help_text="Which run owns the job now.")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
