@@ -296,15 +296,14 @@ def top_customers_by_pincode(
         query_key = hashlib.sha1(repr((state_key, limit, _window_key(start, end, span))).encode()).hexdigest()
         # Kept as plain tuples, totals as their text: pickled a tenth as fast as CustomerTotals
         # holding Decimals (9 ms for the largest state's 4,000 with `limit` 100, 4 to read back).
-        kept = _cached_until_new_data(
+        rows = _cached_until_new_data(
             f"top:{query_key}",
-            lambda: [
-                (pincode, entry.customer_id, entry.name, str(entry.total_transaction_amount))
-                for pincode, entry in _ranked_in_window(state_key=state_key, start=start, end=end, limit=limit)
-            ],
+            lambda: _ranked_in_window(state_key=state_key, start=start, end=end, limit=limit),
             worth_keeping=lambda rows: len(rows) <= MAX_CACHED_MATCHES,
+            kept=lambda rows: [(pincode, customer_id, name, str(total)) for pincode, customer_id, total, name in rows],
+            restored=lambda kept: [(pincode, customer_id, Decimal(total), name) for pincode, customer_id, name, total in kept],
         )
-        ranked = [(pincode, CustomerTotal(customer_id, name, Decimal(total))) for pincode, customer_id, name, total in kept]
+        ranked = [(pincode, CustomerTotal(customer_id, name, total)) for pincode, customer_id, total, name in rows]
     by_pincode: dict[str, list[CustomerTotal]] = {}
     for pincode, entry in ranked:
         by_pincode.setdefault(pincode, []).append(entry)
@@ -313,19 +312,20 @@ def top_customers_by_pincode(
 
 def _ranked_in_window(
     *, state_key: str, start: dt.datetime | None, end: dt.datetime | None, limit: int
-) -> list[tuple[str, CustomerTotal]]:
+) -> list[tuple[str, int, Decimal, str]]:
     """``_ranked_rows`` of a window's sums per pincode and customer in one state, with names;
     where the parts of a read go faster at once (``parts.read_in_parts``), the state's pincodes
-    ranked in as many groups at once, each group's names read by its part (each pincode is
-    ranked on its own: the groups' rows, in pincode order, are the answer)."""
+    ranked in as many groups at once (each pincode is ranked on its own: the groups' rows, in
+    pincode order, are the answer)."""
 
-    def ranked(pincodes: list[str] | None) -> list[tuple[str, CustomerTotal]]:
+    def ranked(pincodes: list[str] | None) -> list[tuple[str, int, Decimal, str]]:
         rows = _windowed(Transaction.objects.filter(state_key=state_key), start=start, end=end)
         if pincodes is not None:
             rows = rows.filter(pincode__in=pincodes)
-        return _with_names(_ranked_rows(
-            rows.values("pincode", "customer_id").annotate(total_transaction_amount=_sum_of_amounts()), limit=limit
-        ))
+        return _ranked_rows(
+            rows.values("pincode", "customer_id").annotate(total_transaction_amount=_sum_of_amounts()),
+            limit=limit, with_names=True,
+        )
 
     count = parts.at_once()
     pincodes = _pincodes_of(state_key) if count > 1 else []
@@ -346,18 +346,37 @@ def _pincodes_of(state_key: str) -> list[str]:
     )
 
 
-def _ranked_rows(totals: QuerySet, *, limit: int) -> list[tuple[str, int, Decimal]]:
-    """(pincode, customer_id, total) of each pincode's `limit` biggest totals, by pincode and rank."""
-    ranked = totals.annotate(
-        rank=Window(
-            expression=RowNumber(),
-            partition_by=[F("pincode")],
-            order_by=[F("total_transaction_amount").desc(), F("customer_id").asc()],
-        )
+def _ranked_rows(totals: QuerySet, *, limit: int, with_names: bool = False) -> list[tuple]:
+    """(pincode, customer_id, total) of each pincode's `limit` biggest totals, by pincode and
+    rank; ``with_names``: and the customer's name, joined to the ranked few by the same statement.
+
+    ``totals`` (rows of pincode, customer_id and total_transaction_amount) is ranked as a
+    derived table: with ROW_NUMBER() in the grouping's own SELECT (as the ORM writes a Window
+    over an aggregate), MariaDB grouped through a temporary table instead of along the index
+    (half the largest state's pincodes at a million rows: 64 ms against 47, medians).
+    """
+    quote = connection.ops.quote_name
+    pincode, customer, total, rank = (quote(name) for name in ("pincode", "customer_id", "total_transaction_amount", "rank_in_pincode"))
+    summed, params = totals.values_list("pincode", "customer_id", "total_transaction_amount").query.sql_with_params()
+    ranked = quote("ranked")
+    select = f"SELECT {ranked}.{pincode}, {ranked}.{customer}, {ranked}.{total}"
+    joined = ""
+    if with_names:
+        customers = quote(Customer._meta.db_table)
+        select += f", {customers}.{quote(Customer._meta.get_field('name').column)}"
+        joined = f" JOIN {customers} ON {customers}.{quote(Customer._meta.pk.column)} = {ranked}.{customer}"
+    rows = _fetched(
+        f"{select} FROM ("
+        f"SELECT {pincode}, {customer}, {total}, "
+        f"ROW_NUMBER() OVER (PARTITION BY {pincode} ORDER BY {total} DESC, {customer} ASC) AS {rank} "
+        f"FROM ({summed}) {quote('summed')}"
+        f") {ranked}{joined} WHERE {ranked}.{rank} <= %s ORDER BY {ranked}.{pincode}, {ranked}.{rank}",
+        (*params, limit),
     )
-    return list(
-        ranked.filter(rank__lte=limit).order_by("pincode", "rank").values_list("pincode", "customer_id", "total_transaction_amount")
-    )
+    if not operations().exact_decimal_sums:
+        # SQLite gives its sums back as floats (rounded to cents) or integers.
+        return [(row[0], row[1], Decimal(repr(row[2])).quantize(CENT), *row[3:]) for row in rows]
+    return rows
 
 
 def _with_names(rows: list[tuple[str, int, Decimal]]) -> list[tuple[str, CustomerTotal]]:
@@ -549,11 +568,14 @@ def kept_until_new_data(name: str, compute):
     return _cached_until_new_data(name, compute)
 
 
-def _cached_until_new_data(name: str, compute, *, worth_keeping=lambda value: True, kept=lambda value: value):
+def _cached_until_new_data(
+    name: str, compute, *, worth_keeping=lambda value: True, kept=lambda value: value, restored=None,
+):
     """`compute()`, kept until a transaction is added or corrected, or DASHBOARD_CACHE_SECONDS pass.
 
     For figures no running total holds, such as a windowed range report's totals. ``kept``:
-    what of a computed value the cache keeps (the value itself by default).
+    what of a computed value the cache keeps (the value itself by default); ``restored``: the
+    value again from what was kept, where the two differ in form.
     """
     cache = caches["dashboard"]
     key = f"cdp:dashboard:{name}:{connection.alias}:{_data_version()}"
@@ -562,6 +584,8 @@ def _cached_until_new_data(name: str, compute, *, worth_keeping=lambda value: Tr
         value = compute()
         if worth_keeping(value):
             cache.set(key, kept(value), DASHBOARD_CACHE_SECONDS)
+    elif restored is not None:
+        value = restored(value)
     return value
 
 
