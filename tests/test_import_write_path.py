@@ -224,7 +224,7 @@ class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
 
 
 class GarbageCollectionTests(TestCase):
-    """An import runs Python's cyclic collector once per chunk, and leaves it on as it found it."""
+    """An import runs Python's cyclic collector itself, every few chunks, and leaves it on as it found it."""
 
     def setUp(self):
         self.import_dir = Path(self.enterContext(tempfile.TemporaryDirectory(prefix="cdp-imports-")))

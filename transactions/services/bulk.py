@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
+from operator import attrgetter
 
 from django.db import DatabaseError, connection
 from django.utils import timezone
@@ -61,10 +62,8 @@ class PreparedRecords(list):
         # overwritten by the earlier one's, walking backwards).
         self.first_of_key = {self[index].key: index for index in range(len(self) - 1, -1, -1)}
         candidates = list(self.first_of_key.values())
-        staged = [self[index] for index in candidates]
-        self.file_text = operations().bulk_file_text(
-            [candidates, *([getattr(r, attribute) for r in staged] for attribute in STAGED_ATTRIBUTES)]
-        )
+        staged = map(self.__getitem__, candidates)
+        self.file_text = operations().bulk_file_text([candidates, *zip(*map(attrgetter(*STAGED_ATTRIBUTES), staged))])
 
 
 def prepared(records: Sequence[TransactionRecord]) -> Sequence[TransactionRecord]:
