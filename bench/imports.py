@@ -258,7 +258,7 @@ def breakdown(csv_path: Path, *, rows: int, database: str, owner) -> None:
         chunks = []
         while chunk := list(islice(file_rows, settings.CDP_IMPORT_CHUNK_ROWS)):
             validated = services.imports._validated_chunk(job_id=job.pk, chunk=chunk, file_format="csv")
-            chunks.append(services.imports._split(validated, ways=1, done={}))
+            chunks.append(services.imports._split(validated, ways=1, block=1, done={}))
     reading = time.perf_counter() - started
     MySQLdb.connections.Connection.query = timed_query
     started = time.perf_counter()

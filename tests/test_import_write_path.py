@@ -153,7 +153,7 @@ class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
         self.enterContext(override_settings(CDP_IMPORT_DIR=self.import_dir, CDP_IMPORT_CHUNK_ROWS=100, CDP_IMPORT_WRITERS=2))
         self.owner = make_user("importer")
 
-    def test_a_run_stopped_with_one_part_of_a_chunk_committed_resumes_with_the_same_counts(self):
+    def stop_with_one_part_of_a_chunk_committed_and_resume(self, *, block: int, resumed_block: int, progress_from_before_blocks=False):
         rows = sample_records(rows=400, seed=14) + awkward_records()
         rows[150] = dict(rows[150], pincode="0")  # a rejected row, in the chunk that stops half-way
         expected_counts, expected_rows = expected_import(rows)
@@ -169,6 +169,7 @@ class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
             return real_import_chunk(**kwargs)
 
         with mock.patch.object(services.imports, "_import_chunk", second_chunk_loses_part_one), \
+                mock.patch.object(services.imports, "CUSTOMERS_PER_BLOCK", block), \
                 self.assertRaises(WorkerDiedInAPart):
             services.run_import(job_id=job.pk)
 
@@ -176,16 +177,20 @@ class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
         self.assertEqual(sorted(parts_seen), [(101, 0), (101, 1), (201, 0), (201, 1)])
         self.assertEqual((job.status, job.line_number), ("running", 101))  # the first chunk, whole
         progress = job.chunk_in_progress
-        self.assertEqual((progress["end_line"], progress["rows"], progress["ways"]), (201, 100, 2))
+        self.assertEqual((progress["end_line"], progress["rows"], progress["ways"], progress["block"]), (201, 100, 2, block))
         self.assertEqual(progress["done"], {"0": progress["last"]["0"]})  # part 0 committed, part 1 not
-        first_part = [r for i, r in enumerate(rows[:200]) if i < 100 or i == 150 or int(r["customer_id"]) % 2 == 0]
+        first_part = [r for i, r in enumerate(rows[:200]) if i < 100 or i == 150 or int(r["customer_id"]) // block % 2 == 0]
         self.assertEqual(job.rows_processed, len(first_part))
         self.assertEqual({name: getattr(job, name) for name in expected_counts}, expected_import(first_part)[0])
         self.assertEqual(Transaction.objects.count(), job.created)
+        if progress_from_before_blocks:  # as a run from before the blocks saved it
+            del progress["block"]
+            ImportJob.objects.filter(pk=job.pk).update(chunk_in_progress=progress)
 
-        # Another run, with another chunk size and one writer: the stopped chunk is read and
-        # split as it was, its committed part left out.
-        with override_settings(CDP_IMPORT_CHUNK_ROWS=70, CDP_IMPORT_WRITERS=1):
+        # Another run, with another chunk size, block and one writer: the stopped chunk is read
+        # and split as it was, its committed part left out.
+        with override_settings(CDP_IMPORT_CHUNK_ROWS=70, CDP_IMPORT_WRITERS=1), \
+                mock.patch.object(services.imports, "CUSTOMERS_PER_BLOCK", resumed_block):
             services.run_import(job_id=job.pk)
 
         job.refresh_from_db()
@@ -199,10 +204,21 @@ class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
             customer_totals_of(expected_rows),
         )
 
+    def test_a_run_stopped_with_one_part_of_a_chunk_committed_resumes_with_the_same_counts(self):
+        # Blocks of 4 customer ids: the stopped chunk's customers fall in both parts (and blocks
+        # of 8 would split them otherwise).
+        self.stop_with_one_part_of_a_chunk_committed_and_resume(block=4, resumed_block=8)
+
+    def test_a_chunk_stopped_by_a_run_from_before_the_blocks_is_split_as_it_was(self):
+        # Its progress names no block: every id was a block of its own. (Blocks of 2 would split
+        # the stopped chunk's customers otherwise.)
+        self.stop_with_one_part_of_a_chunk_committed_and_resume(block=1, resumed_block=2, progress_from_before_blocks=True)
+
     def assertPartsWriteWhatOneWriterWould(self, writers: int):
         rows = sample_records(rows=600, seed=15) + awkward_records()
         expected_counts, expected_rows = expected_import(rows)
-        with override_settings(CDP_IMPORT_WRITERS=writers):
+        # Blocks of 4 customer ids: the sample's few dozen customers fall in every part.
+        with override_settings(CDP_IMPORT_WRITERS=writers), mock.patch.object(services.imports, "CUSTOMERS_PER_BLOCK", 4):
             job = services.start_import(owner=self.owner, uploaded_file=SimpleUploadedFile("t.csv", csv_file(rows)))
             services.run_import(job_id=job.pk)
         job.refresh_from_db()

@@ -123,7 +123,8 @@ def committed_records(records: list[dict], *, line_number: int, progress: dict |
             committed.append(fields)
         elif line <= progress["end_line"]:
             try:
-                part = parse_transaction_record(fields).customer_id % progress["ways"]
+                part = services.imports.part_of(parse_transaction_record(fields).customer_id,
+                                                ways=progress["ways"], block=progress.get("block", 1))
             except RecordInvalid:
                 part = 0
             if line <= progress["done"].get(str(part), 0):
