@@ -63,6 +63,12 @@ class Operations:
             params.extend(row)
         return ", ".join([placeholder] * len(rows)), params
 
+    def one_of(self, expression: str, values: Sequence) -> tuple[str, list]:
+        """A condition that ``expression`` (SQL) equals one of ``values`` (numbers or texts, a
+        few thousand at most), and its parameters."""
+        listed, params = self.render_rows([(value,) for value in values])
+        return f"{expression} IN ({listed})", params
+
     def exact_decimal_sum(self, expression: str) -> str:
         """``expression`` (a sum of DECIMAL(…, 2) values) as the exact sum in cents."""
         return expression

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .base import Operations
 
 
@@ -11,6 +13,11 @@ class PostgreSQLOperations(Operations):
     # rows), where a customer range is an index-only scan along the customer/time index, summed
     # in order (about 100 ms for half of them): in two parts at once, 147 ms.
     reads_faster_in_parts = True
+
+    def one_of(self, expression: str, values: Sequence) -> tuple[str, list]:
+        # One array parameter: bound as 2,000 parameters of an IN list, 30,000 customers' names
+        # took 361-398 ms to read where the array took 139-146 (a warm whole range answer).
+        return f"{expression} = ANY(%s)", [list(values)]
 
     def is_transient(self, exc) -> bool:
         # serialization_failure, deadlock_detected
