@@ -17,6 +17,8 @@ from django.test import TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from tests.support import ApiClientMixin, ReportPartsTestCase, record
+from transactions import selectors
+from transactions.models import PincodeTotal, PincodeTotalDelta
 
 # Every scenario query ends its window here; only the windowed run stores anything later.
 WINDOW_END = "8999-12-31T23:59:59Z"
@@ -568,5 +570,17 @@ class WindowRankedInPartsTests(ReportPartsTestCase):
         self.assertTrue(all(len(ranked) == 4 for ranked in by_pincode.values()))
         self.assertNotIn(Decimal("999.00"), {row["total_transaction_amount"] for rows in by_pincode.values() for row in rows})
         for parts in (2, 3, 7, 8):
+            with self.subTest(parts=parts):
+                self.assertEqual(self.answer(parts), one)
+
+    def test_pincodes_the_figures_miss_are_ranked_all_the_same(self):
+        # The parts are ranges of the pincodes the figures name, the first and last open-ended:
+        # a pincode they miss (first, in between, last) is still read by one of them.
+        one = self.answer(1)
+        missed = ["140000", "140003", "140006"]
+        PincodeTotal.objects.filter(pincode__in=missed).delete()
+        PincodeTotalDelta.objects.filter(pincode__in=missed).delete()
+        self.assertEqual(selectors._pincodes_of("punjab"), ["140001", "140002", "140004", "140005"])
+        for parts in (2, 3):
             with self.subTest(parts=parts):
                 self.assertEqual(self.answer(parts), one)
