@@ -21,10 +21,10 @@ from itertools import islice
 from django.core.cache import caches
 from django.db import connection
 from django.db.models import (
-    BigIntegerField, CharField, Count, DateField, DecimalField, F, Max, Min, OuterRef, QuerySet, Subquery, Sum, Value, Window,
+    BigIntegerField, CharField, Count, DateField, DecimalField, F, Max, Min, OuterRef, QuerySet, Subquery, Sum, Value,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Cast, Collate, Round, RowNumber, TruncMonth
+from django.db.models.functions import Cast, Collate, Round, TruncMonth
 
 from . import import_files, parts
 from .api.json_codec import CustomerTotalRow, WrittenRows, cents_as_text, dumps_exact, loads_exact, rows_in_cents_json
