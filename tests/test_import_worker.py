@@ -169,4 +169,3 @@ class ImportWorkerTests(TransactionTestCase):
         self.assertIn(f"Resuming interrupted imports: {job_id}", output)
         self.assertImportedAsExpected(job_id, records)
         self.assertEqual(DBTaskResult.objects.filter(status="SUCCESSFUL").count(), 1)
-

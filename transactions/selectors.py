@@ -283,15 +283,14 @@ def top_customers_by_pincode(
     span = None if start is None and end is None else stored_time_span()
     if _window_covers_everything(start=start, end=end, span=span):
         if connection.features.supports_slicing_ordering_in_compound:
-            rows = _top_of_each_pincode(state_key=state_key, limit=limit)
+            rows = _with_names(_top_of_each_pincode(state_key=state_key, limit=limit))
         else:
             rows = _ranked_rows(
                 CustomerPincodeTotal.objects.filter(state_key=state_key, transaction_count__gt=0).annotate(
                     total_transaction_amount=F("total_amount")
                 ),
-                limit=limit,
+                limit=limit, with_names=True,
             )
-        ranked = _with_names(rows)
     else:
         query_key = hashlib.sha1(repr((state_key, limit, _window_key(start, end, span))).encode()).hexdigest()
         # Kept as plain tuples, totals as their text: pickled a tenth as fast as CustomerTotals
@@ -303,10 +302,9 @@ def top_customers_by_pincode(
             kept=lambda rows: [(pincode, customer_id, name, str(total)) for pincode, customer_id, total, name in rows],
             restored=lambda kept: [(pincode, customer_id, Decimal(total), name) for pincode, customer_id, name, total in kept],
         )
-        ranked = [(pincode, CustomerTotal(customer_id, name, total)) for pincode, customer_id, total, name in rows]
     by_pincode: dict[str, list[CustomerTotal]] = {}
-    for pincode, entry in ranked:
-        by_pincode.setdefault(pincode, []).append(entry)
+    for pincode, customer_id, total, name in rows:
+        by_pincode.setdefault(pincode, []).append(CustomerTotal(customer_id, name, total))
     return by_pincode
 
 
@@ -386,17 +384,15 @@ def _ranked_rows(totals: QuerySet, *, limit: int, with_names: bool = False) -> l
     return rows
 
 
-def _with_names(rows: list[tuple[str, int, Decimal]]) -> list[tuple[str, CustomerTotal]]:
-    """Each (pincode, customer_id, total) as (pincode, CustomerTotal) with the customer's name.
+def _with_names(rows: list[tuple[str, int, Decimal]]) -> list[tuple[str, int, Decimal, str]]:
+    """Each (pincode, customer_id, total) with the customer's name, as ``_ranked_rows`` gives
+    them ``with_names`` (the all-time rankings of ``_top_of_each_pincode``: a query of names).
 
     Names are read for the ranked few only: joining them before ranking made the database
     carry every customer of the state through the window function.
     """
     names = dict(_names_of({row[1] for row in rows}))
-    if not operations().exact_decimal_sums:
-        # SQLite's sums come back without their two places (1500 for 1500.00).
-        rows = [(pincode, customer_id, total.quantize(CENT)) for pincode, customer_id, total in rows]
-    return [(pincode, CustomerTotal(customer_id, names[customer_id], total)) for pincode, customer_id, total in rows]
+    return [(pincode, customer_id, total, names[customer_id]) for pincode, customer_id, total in rows]
 
 
 # Pincodes ranked in one statement; a state has a few dozen, India's largest some 1,600.

@@ -403,7 +403,7 @@ def _store_part(*, job_id: int, runner: str, chunk: _Chunk, part_index: int, par
     def save_progress(outcomes: list[IngestOutcome]) -> None:
         _insert_rejected_rows(rejected)
         _save_progress(job_id=job_id, runner=runner, chunk=chunk, part_index=part_index, part=part,
-                       statuses=[outcome.status for outcome in outcomes])
+                       statuses=[outcome.status for outcome in outcomes], rejected=len(rejected))
 
     if records:
         # A part is stored set-based wherever the database has a bulk loader, whatever its size
@@ -416,8 +416,10 @@ def _store_part(*, job_id: int, runner: str, chunk: _Chunk, part_index: int, par
 
 def _save_progress(
     *, job_id: int, runner: str, chunk: _Chunk, part_index: int, part: _ValidatedChunk, statuses: list[str],
+    rejected: int,
 ) -> None:
-    """In the transaction storing a part (or part of one): its counts, and the resume marker.
+    """In the transaction storing a part (or part of one): its counts (``rejected``: its
+    rejected rows, counted by the caller, which stores them), and the resume marker.
 
     The marker (``byte_offset``, ``line_number``) moves past the chunk once every part of it is
     committed; until then ``chunk_in_progress`` (``_Chunk.progress``) says how far each part
@@ -440,7 +442,7 @@ def _save_progress(
         created=F("created") + statuses.count("created"),
         duplicates=F("duplicates") + statuses.count("duplicate"),
         conflicts=F("conflicts") + statuses.count("conflict"),
-        rejected=F("rejected") + len(part.rejected),
+        rejected=F("rejected") + rejected,
         heartbeat_at=timezone.now(),
         **marker,
     )
