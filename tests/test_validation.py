@@ -378,6 +378,14 @@ class ParseTransactionRecordTests(SimpleTestCase):
         parsed = parse_transaction_record(record(loyalty_tier="gold", id=999, note=None))
         self.assertEqual(parsed, parse_transaction_record(record()))
 
+    def test_any_mapping_parses_as_a_dict_does(self):
+        # A dict takes a shorter way (validation's fast path); other mappings the long one.
+        from types import MappingProxyType
+
+        raw = record(name="  Ana  Rao ", pincode=560001, transaction_amount="12.50")
+        self.assertEqual(parse_transaction_record(MappingProxyType(raw)), parse_transaction_record(raw))
+        self.assertEqual(parse_transaction_record(raw).name, "Ana Rao")
+
     def test_each_missing_field_is_reported_as_required(self):
         for field in validation.TRANSACTION_FIELDS:
             with self.subTest(field=field):
