@@ -23,7 +23,7 @@ from django.test import TestCase, TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from tests.api.test_imports import (
-    IMMEDIATE_TASKS, customer_totals_of, csv_file, expected_import, sample_records, stored_rows,
+    IMMEDIATE_TASKS, committed_records, customer_totals_of, csv_file, expected_import, sample_records, stored_rows,
 )
 from tests.support import SummaryAssertionsMixin, make_user, record
 from transactions.sql import operations
@@ -81,7 +81,7 @@ class ImportWriterThreadTests(TransactionTestCase):
         real_import_chunk = services.imports._import_chunk
 
         def import_chunk_noting_the_thread(**kwargs):
-            threads.append(threading.current_thread().name)
+            threads.append((kwargs["part_index"], threading.current_thread().name))
             return real_import_chunk(**kwargs)
 
         services.imports._import_chunk = import_chunk_noting_the_thread
@@ -90,10 +90,15 @@ class ImportWriterThreadTests(TransactionTestCase):
         finally:
             services.imports._import_chunk = real_import_chunk
         self.assertTrue(threads)
-        # Each chunk in parts by customer, each part by a writer thread of its own where the
-        # database has row locks; SQLite's one writer at a time writes them one after the other.
+        # Each chunk in parts by customer, part i of every chunk by one writer thread of its own
+        # where the database has row locks; SQLite, one writer at a time, has one part a chunk.
         writers = settings.CDP_IMPORT_WRITERS if operations().has_row_locks else 1
-        self.assertEqual(set(threads), {f"import-{job.pk}_{index}" for index in range(writers)})
+        thread_of_part = dict(threads)
+        self.assertEqual(sorted(thread_of_part), list(range(writers)))
+        self.assertEqual(set(threads), set(thread_of_part.items()))  # each part always on its thread
+        if operations().has_row_locks:
+            self.assertEqual(len(set(thread_of_part.values())), writers)
+            self.assertTrue(all(name.startswith(f"import-{job.pk}-") for name in thread_of_part.values()), threads)
         job.refresh_from_db()
         return job
 
@@ -164,7 +169,9 @@ class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
         def second_chunk_loses_part_one(**kwargs):
             chunk = kwargs["chunk"]
             parts_seen.append((chunk.end_line, kwargs["part_index"]))
-            if chunk.end_line > 101 and kwargs["part_index"] == 1:
+            # Part 1 of the second chunk dies, and with it whatever comes after (the writer of
+            # part 0 may have gone on to the third chunk meanwhile: see the next test).
+            if chunk.end_line > 201 or (chunk.end_line > 101 and kwargs["part_index"] == 1):
                 raise WorkerDiedInAPart()
             return real_import_chunk(**kwargs)
 
@@ -174,10 +181,11 @@ class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
             services.run_import(job_id=job.pk)
 
         job.refresh_from_db()
-        self.assertEqual(sorted(parts_seen), [(101, 0), (101, 1), (201, 0), (201, 1)])
+        self.assertEqual(sorted(seen for seen in parts_seen if seen[0] <= 201), [(101, 0), (101, 1), (201, 0), (201, 1)])
         self.assertEqual((job.status, job.line_number), ("running", 101))  # the first chunk, whole
         progress = job.chunk_in_progress
         self.assertEqual((progress["end_line"], progress["rows"], progress["ways"], progress["block"]), (201, 100, 2, block))
+        self.assertNotIn("next", progress)
         self.assertEqual(progress["done"], {"0": progress["last"]["0"]})  # part 0 committed, part 1 not
         first_part = [r for i, r in enumerate(rows[:200]) if i < 100 or i == 150 or int(r["customer_id"]) // block % 2 == 0]
         self.assertEqual(job.rows_processed, len(first_part))
@@ -213,6 +221,78 @@ class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
         # Its progress names no block: every id was a block of its own. (Blocks of 2 would split
         # the stopped chunk's customers otherwise.)
         self.stop_with_one_part_of_a_chunk_committed_and_resume(block=1, resumed_block=2, progress_from_before_blocks=True)
+
+    def stop_with_parts_of_two_chunks_committed_and_resume(self, rows: list[dict], *, first: tuple, second: tuple, dies: tuple):
+        """A run whose writers commit part ``second`` of the third chunk while part ``first`` of
+        the second is still being written; then ``dies`` (a part of the second chunk) dies, and
+        every part not committed by then with it. The job then holds the progress of two chunks,
+        and another run (other chunk size, block and writers) ends as one run would."""
+        expected_counts, expected_rows = expected_import(rows)
+        job = services.start_import(owner=self.owner, uploaded_file=SimpleUploadedFile("t.csv", csv_file(rows)))
+        real_import_chunk = services.imports._import_chunk
+        second_committed = threading.Event()
+        parts_seen = []
+
+        def parts_of_two_chunks(**kwargs):
+            part = (kwargs["chunk"].end_line, kwargs["part_index"])
+            parts_seen.append(part)
+            if part == first:
+                second_committed.wait(timeout=30)
+            if part == dies or (part[0] > 201 and part != second):
+                raise WorkerDiedInAPart()
+            real_import_chunk(**kwargs)
+            if part == second:
+                second_committed.set()
+
+        with mock.patch.object(services.imports, "_import_chunk", parts_of_two_chunks), \
+                mock.patch.object(services.imports, "CUSTOMERS_PER_BLOCK", 4), \
+                self.assertRaises(WorkerDiedInAPart):
+            services.run_import(job_id=job.pk)
+
+        self.assertTrue(second_committed.is_set(), parts_seen)
+        job.refresh_from_db()
+        self.assertEqual((job.status, job.line_number), ("running", 101))  # the first chunk, whole
+        progress = job.chunk_in_progress
+        self.assertEqual((progress["end_line"], progress["next"]["end_line"]), (201, 301))
+        self.assertEqual(progress["next"]["done"], {str(second[1]): progress["next"]["last"][str(second[1])]})
+        committed = committed_records(rows, line_number=job.line_number, progress=progress, first_line=2)
+        self.assertEqual(job.rows_processed, len(committed))
+        self.assertEqual({name: getattr(job, name) for name in expected_counts}, expected_import(committed)[0])
+        self.assertEqual(Transaction.objects.count(), job.created)
+
+        with override_settings(CDP_IMPORT_CHUNK_ROWS=70, CDP_IMPORT_WRITERS=1), \
+                mock.patch.object(services.imports, "CUSTOMERS_PER_BLOCK", 8):
+            services.run_import(job_id=job.pk)
+
+        job.refresh_from_db()
+        self.assertEqual((job.status, job.error, job.chunk_in_progress), ("done", "", None))
+        self.assertEqual({name: getattr(job, name) for name in expected_counts}, expected_counts)
+        self.assertEqual(job.rows_processed, len(rows))
+        self.assertEqual(stored_rows(), expected_rows)
+        self.assertEqual(stored_pincode_totals(), pincode_totals_of(expected_rows))
+        self.assertEqual(
+            {c.customer_id: (c.total_amount, c.transaction_count) for c in Customer.objects.all()},
+            customer_totals_of(expected_rows),
+        )
+        return progress
+
+    def test_a_writer_goes_on_to_its_part_of_the_next_chunk_and_a_stopped_run_resumes_both(self):
+        # Part 0 of the third chunk is committed while part 1 of the second is written; then
+        # that one dies. The second chunk's part 0 was committed before.
+        rows = sample_records(rows=400, seed=14) + awkward_records()
+        progress = self.stop_with_parts_of_two_chunks_committed_and_resume(rows, first=(201, 1), second=(301, 0), dies=(201, 1))
+        self.assertEqual(progress["done"], {"0": progress["last"]["0"]})
+
+    def test_a_part_of_the_next_chunk_committed_before_any_of_the_chunk_before(self):
+        # The second chunk's customers are all in part 0 (ids 8n to 8n+3, blocks of 4): part 1's
+        # writer goes straight on to the third chunk, and commits its part 1 before anything of
+        # the second chunk is committed. The marker must still name the second chunk first.
+        rows = sample_records(rows=400, seed=14) + awkward_records()
+        for position in range(100, 200):
+            rows[position] = dict(rows[position], customer_id=str(8 * int(rows[position]["customer_id"])))
+        self.assertEqual({services.imports.part_of(int(r["customer_id"]), ways=2, block=4) for r in rows[100:200]}, {0})
+        progress = self.stop_with_parts_of_two_chunks_committed_and_resume(rows, first=(201, 0), second=(301, 1), dies=(201, 0))
+        self.assertEqual((progress["done"], list(progress["last"])), ({}, ["0"]))
 
     def assertPartsWriteWhatOneWriterWould(self, writers: int):
         rows = sample_records(rows=600, seed=15) + awkward_records()

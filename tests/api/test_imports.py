@@ -112,23 +112,28 @@ def ndjson_file(records: Iterable[dict]) -> bytes:
 def committed_records(records: list[dict], *, line_number: int, progress: dict | None, first_line: int) -> list[dict]:
     """The records (one a line from ``first_line``: 2 after a CSV header, 1 in NDJSON) that an
     import's resume marker says are committed: every line up to its ``line_number``, and in the
-    chunk after it, the lines of each part up to where ``progress`` (its ``chunk_in_progress``)
-    says that part was committed (``services.imports`` splits a chunk by customer: part 0
-    holds the rejected rows too)."""
-    progress = progress or {"end_line": 0, "ways": 1, "done": {}}
+    chunk after it (and the one after that, under ``"next"``: two chunks are written at once),
+    the lines of each part up to where ``progress`` (its ``chunk_in_progress``) says that part
+    was committed (``services.imports`` splits a chunk by customer: part 0 holds the rejected
+    rows too)."""
+    chunks = [progress, progress.get("next")] if progress else []
+    chunks = [chunk for chunk in chunks if chunk]
     committed = []
     for index, fields in enumerate(records):
         line = index + first_line
         if line <= line_number:
             committed.append(fields)
-        elif line <= progress["end_line"]:
-            try:
-                part = services.imports.part_of(parse_transaction_record(fields).customer_id,
-                                                ways=progress["ways"], block=progress.get("block", 1))
-            except RecordInvalid:
-                part = 0
-            if line <= progress["done"].get(str(part), 0):
-                committed.append(fields)
+            continue
+        chunk = next((chunk for chunk in chunks if line <= chunk["end_line"]), None)
+        if chunk is None:
+            continue
+        try:
+            part = services.imports.part_of(parse_transaction_record(fields).customer_id,
+                                            ways=chunk["ways"], block=chunk.get("block", 1))
+        except RecordInvalid:
+            part = 0
+        if line <= chunk["done"].get(str(part), 0):
+            committed.append(fields)
     return committed
 
 

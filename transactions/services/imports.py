@@ -142,10 +142,20 @@ def _import_rows(
     writer threads (``_writers``), each on a connection of its own: no two parts share a
     customer, so they never wait for each other's row locks, and the server works on both
     cores. The next chunk is read and validated meanwhile: the driver releases the GIL while
-    it waits for the server, so reading overlaps writing. Inside an atomic block (a test case)
-    the chunks are written inline, whole, since another thread's connection could not see the
-    caller's uncommitted rows. ``resume``: the job's ``chunk_in_progress``, from a run that
-    stopped with some of a chunk's parts committed.
+    it waits for the server, so reading overlaps writing.
+
+    Each part index is a stream of its own: one thread writes part i of every chunk, in file
+    order, and goes on to part i of the next chunk as soon as it is done with this one, while
+    the other parts of this chunk may still be written (two chunks in flight at most). Part i
+    holds the same customers in every chunk of one split (``part_of``), so a customer's rows
+    are still stored in file order and the streams never wait for each other's row locks.
+    With every chunk waited for whole, each writer stood idle at the end of a chunk until the
+    slower part was done: 4-5 s of a 30 s import at a million rows (docs/PERFORMANCE.md). The
+    resume marker keeps how far each part of both chunks is (``_save_progress``).
+
+    Inside an atomic block (a test case) the chunks are written inline, whole, since another
+    thread's connection could not see the caller's uncommitted rows. ``resume``: the job's
+    ``chunk_in_progress``, from a run that stopped with some parts of a chunk (or two) committed.
     """
     ways = _writers()
     chunks = _collected_between(
@@ -159,17 +169,36 @@ def _import_rows(
     # default it waits up to 5 ms for it, a dozen times a chunk.
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(min(switch_interval, IMPORT_SWITCH_INTERVAL))
-    threads = max(ways, (resume or {}).get("ways", 1))
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"import-{job_id}") as writers:
-        try:
-            pending: list[Future] = []
-            for chunk in chunks:
-                _wait_for(pending)  # one chunk in flight; an error (database gone, taken over) stops the run
-                pending = _write_chunk(job_id=job_id, runner=runner, chunk=chunk, submit=writers.submit)
-            _wait_for(pending)
-        finally:
-            close_pool_connections(writers)
-            sys.setswitchinterval(switch_interval)
+    streams: dict[int, ThreadPoolExecutor] = {}  # a writer thread for each part index
+
+    def submit(function, /, *, part_index: int, **kwargs) -> Future:
+        if part_index not in streams:
+            streams[part_index] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-{job_id}-{part_index}")
+        return streams[part_index].submit(function, part_index=part_index, **kwargs)
+
+    older: list[Future] = []  # the parts of the chunk before the last one submitted
+    newer: list[Future] = []  # the parts of the last one
+    try:
+        previous: _Chunk | None = None
+        for chunk in chunks:
+            # An error (database gone, taken over) stops the run here.
+            _wait_for(older)  # two chunks in flight at most
+            if previous is not None and (previous.ways, previous.block) != (chunk.ways, chunk.block):
+                # Split otherwise (a resumed chunk split by older settings): its part i holds
+                # other customers, so the chunk before is written whole first.
+                _wait_for(newer)
+            elif previous is not None:
+                chunk.before = previous.progress()
+            older, newer = newer, _write_chunk(job_id=job_id, runner=runner, chunk=chunk, submit=submit)
+            previous = chunk
+        _wait_for(older)
+        _wait_for(newer)
+    finally:
+        for future in older + newer:
+            future.cancel()  # after an error: no part starts anew (one being written ends as it will)
+        for stream in streams.values():
+            close_pool_connections(stream)
+        sys.setswitchinterval(switch_interval)
 
 
 def _collected_between(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
@@ -205,7 +234,8 @@ def _run_now(function, /, **kwargs) -> None:
 
 
 def _write_chunk(*, job_id: int, runner: str, chunk: _Chunk, submit) -> list:
-    """Each part of the chunk left to write handed to ``submit`` (a pool's, or ``_run_now``)."""
+    """Each part of the chunk left to write handed to ``submit`` (its part index's stream, or
+    ``_run_now``)."""
     return [submit(_import_chunk, job_id=job_id, runner=runner, chunk=chunk, part_index=index, part=part)
             for index, part in chunk.parts]
 
@@ -283,12 +313,16 @@ class _Chunk:
     ways: int
     block: int
     last_lines: dict[str, int]  # each part's last row's end line, by part index (as JSON keys)
+    done: dict[str, int]  # each part's line committed through before a resume, by part index
     parts: list[tuple[int, _ValidatedChunk]]  # the parts left to write, with their index
+    # The progress of the chunk before, where that one was still being written when this one
+    # was handed to the writers (see _save_progress).
+    before: dict | None = None
 
     def progress(self) -> dict:
-        """The job's ``chunk_in_progress`` before any of its parts is committed."""
+        """This chunk's entry in the job's ``chunk_in_progress`` before this run commits any of it."""
         return {"end_offset": self.end_offset, "end_line": self.end_line, "rows": self.row_count,
-                "ways": self.ways, "block": self.block, "last": dict(self.last_lines), "done": {}}
+                "ways": self.ways, "block": self.block, "last": dict(self.last_lines), "done": dict(self.done)}
 
 
 def part_of(customer_id: int, *, ways: int, block: int) -> int:
@@ -308,12 +342,14 @@ def _validated_chunks(
 ) -> Iterator[_Chunk]:
     """The file's rows in chunks of CDP_IMPORT_CHUNK_ROWS, each row validated as it is read: only
     the validated chunks stay in memory (a file row with its raw line takes more than its record).
-    A resumed chunk is read and split as the run that started it did, without its committed rows."""
+    A resumed chunk (or two, see ``_progress_entries``) is read and split as the run that started
+    it did, without its committed rows."""
+    resumed = _progress_entries(resume)
     while True:
         size, split_ways, block, done = settings.CDP_IMPORT_CHUNK_ROWS, ways, CUSTOMERS_PER_BLOCK, {}
-        if resume:
-            size, split_ways, block, done = resume["rows"], resume["ways"], resume.get("block", 1), resume["done"]
-            resume = None
+        if resumed:
+            entry = resumed.pop(0)
+            size, split_ways, block, done = entry["rows"], entry["ways"], entry.get("block", 1), entry["done"]
         chunk = _validated_chunk(job_id=job_id, chunk=islice(rows, size), file_format=file_format)
         if not chunk.rows:
             return
@@ -340,7 +376,7 @@ def _split(chunk: _ValidatedChunk, *, ways: int, block: int, done: dict[str, int
                                    array("q", [part.end_lines[k] for k in keep]))
         if part.rows:
             left.append((index, part.prepare()))
-    return _Chunk(chunk.end_offset, chunk.end_line, chunk.row_count, ways, block, last_lines, left)
+    return _Chunk(chunk.end_offset, chunk.end_line, chunk.row_count, ways, block, last_lines, dict(done), left)
 
 
 def _validated_chunk(*, job_id: int, chunk: Iterable[import_files.FileRow], file_format: str) -> _ValidatedChunk:
@@ -421,22 +457,31 @@ def _save_progress(
     """In the transaction storing a part (or part of one): its counts (``rejected``: its
     rejected rows, counted by the caller, which stores them), and the resume marker.
 
-    The marker (``byte_offset``, ``line_number``) moves past the chunk once every part of it is
-    committed; until then ``chunk_in_progress`` (``_Chunk.progress``) says how far each part
-    is, since the parts commit in any order. The job's row lock orders the parts' commits.
+    The marker (``byte_offset``, ``line_number``) moves past a chunk once every part of it is
+    committed; until then ``chunk_in_progress`` says how far each part is, since the parts
+    commit in any order, for the chunk after the marker and, while that one is not whole, the
+    chunk after it (whose part i is written once part i of the first is: ``_import_rows``). The
+    job's row lock orders the parts' commits.
     """
-    job = ImportJob.objects.select_for_update().only("runner", "chunk_in_progress").get(pk=job_id)
+    job = ImportJob.objects.select_for_update().only("runner", "line_number", "chunk_in_progress").get(pk=job_id)
     if job.runner != runner:
         raise ImportTakenOver()
-    progress = job.chunk_in_progress
-    if not progress or progress["end_line"] != chunk.end_line:  # this chunk's first commit
-        progress = chunk.progress()
-    progress["done"][str(part_index)] = part.end_line
-    complete = all(progress["done"].get(index, 0) >= last for index, last in progress["last"].items())
-    marker = (
-        {"byte_offset": chunk.end_offset, "line_number": chunk.end_line, "chunk_in_progress": None}
-        if complete else {"chunk_in_progress": progress}
-    )
+    entries = [entry for entry in _progress_entries(job.chunk_in_progress) if entry["end_line"] > job.line_number]
+    if not any(entry["end_line"] == chunk.end_line for entry in entries):  # this chunk's first commit
+        before = chunk.before
+        if before is not None and before["end_line"] > job.line_number and all(
+                entry["end_line"] != before["end_line"] for entry in entries):
+            # The chunk before is not whole yet, and none of it is committed (this part's
+            # stream had nothing of it to write): the marker needs it first.
+            entries.append(before)
+        entries.append(chunk.progress())
+        entries.sort(key=lambda entry: entry["end_line"])
+    next(entry for entry in entries if entry["end_line"] == chunk.end_line)["done"][str(part_index)] = part.end_line
+    marker: dict = {}
+    while entries and all(entries[0]["done"].get(index, 0) >= last for index, last in entries[0]["last"].items()):
+        whole = entries.pop(0)
+        marker.update(byte_offset=whole["end_offset"], line_number=whole["end_line"])
+    marker["chunk_in_progress"] = _stored_progress(entries)
     ImportJob.objects.filter(pk=job_id).update(
         rows_processed=F("rows_processed") + part.row_count,
         created=F("created") + statuses.count("created"),
@@ -446,6 +491,23 @@ def _save_progress(
         heartbeat_at=timezone.now(),
         **marker,
     )
+
+
+def _progress_entries(stored: dict | None) -> list[dict]:
+    """The chunks a job's ``chunk_in_progress`` describes, in file order: the chunk after its
+    resume marker, and the one after that under ``"next"`` (see ``_save_progress``)."""
+    if not stored:
+        return []
+    first = dict(stored)
+    following = first.pop("next", None)
+    return [first] if following is None else [first, following]
+
+
+def _stored_progress(entries: list[dict]) -> dict | None:
+    """``chunk_in_progress`` for these chunks, in file order (``_progress_entries`` again)."""
+    if len(entries) > 2:
+        raise AssertionError("an import has at most two chunks in flight")
+    return None if not entries else dict(entries[0], next=entries[1]) if len(entries) == 2 else entries[0]
 
 
 def _insert_rejected_rows(rows: Sequence[RejectedRow]) -> None:
