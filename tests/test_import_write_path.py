@@ -161,7 +161,7 @@ class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
     def stop_with_one_part_of_a_chunk_committed_and_resume(self, *, block: int, resumed_block: int, progress_from_before_blocks=False):
         rows = sample_records(rows=400, seed=14) + awkward_records()
         rows[150] = dict(rows[150], pincode="0")  # a rejected row, in the chunk that stops half-way
-        expected_counts, expected_rows = expected_import(rows)
+        expected_counts = expected_import(rows)[0]
         job = services.start_import(owner=self.owner, uploaded_file=SimpleUploadedFile("t.csv", csv_file(rows)))
         real_import_chunk = services.imports._import_chunk
         parts_seen = []
@@ -197,8 +197,14 @@ class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
 
         # Another run, with another chunk size, block and one writer: the stopped chunk is read
         # and split as it was, its committed part left out.
+        self.assertResumedWithOtherSettingsAsOneRunWould(job, rows, block=resumed_block)
+
+    def assertResumedWithOtherSettingsAsOneRunWould(self, job: ImportJob, rows: list[dict], *, block: int):
+        """Run the stopped import again with 70-row chunks, one writer and blocks of ``block``;
+        it must end with what one run over ``rows`` stores."""
+        expected_counts, expected_rows = expected_import(rows)
         with override_settings(CDP_IMPORT_CHUNK_ROWS=70, CDP_IMPORT_WRITERS=1), \
-                mock.patch.object(services.imports, "CUSTOMERS_PER_BLOCK", resumed_block):
+                mock.patch.object(services.imports, "CUSTOMERS_PER_BLOCK", block):
             services.run_import(job_id=job.pk)
 
         job.refresh_from_db()
@@ -227,7 +233,7 @@ class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
         the second is still being written; then ``dies`` (a part of the second chunk) dies, and
         every part not committed by then with it. The job then holds the progress of two chunks,
         and another run (other chunk size, block and writers) ends as one run would."""
-        expected_counts, expected_rows = expected_import(rows)
+        expected_counts = expected_import(rows)[0]
         job = services.start_import(owner=self.owner, uploaded_file=SimpleUploadedFile("t.csv", csv_file(rows)))
         real_import_chunk = services.imports._import_chunk
         second_committed = threading.Event()
@@ -260,20 +266,7 @@ class ImportInPartsTests(SummaryAssertionsMixin, TransactionTestCase):
         self.assertEqual({name: getattr(job, name) for name in expected_counts}, expected_import(committed)[0])
         self.assertEqual(Transaction.objects.count(), job.created)
 
-        with override_settings(CDP_IMPORT_CHUNK_ROWS=70, CDP_IMPORT_WRITERS=1), \
-                mock.patch.object(services.imports, "CUSTOMERS_PER_BLOCK", 8):
-            services.run_import(job_id=job.pk)
-
-        job.refresh_from_db()
-        self.assertEqual((job.status, job.error, job.chunk_in_progress), ("done", "", None))
-        self.assertEqual({name: getattr(job, name) for name in expected_counts}, expected_counts)
-        self.assertEqual(job.rows_processed, len(rows))
-        self.assertEqual(stored_rows(), expected_rows)
-        self.assertEqual(stored_pincode_totals(), pincode_totals_of(expected_rows))
-        self.assertEqual(
-            {c.customer_id: (c.total_amount, c.transaction_count) for c in Customer.objects.all()},
-            customer_totals_of(expected_rows),
-        )
+        self.assertResumedWithOtherSettingsAsOneRunWould(job, rows, block=8)
         return progress
 
     def test_a_writer_goes_on_to_its_part_of_the_next_chunk_and_a_stopped_run_resumes_both(self):
