@@ -198,7 +198,8 @@ CDP_MAX_UPLOAD_BYTES = int(os.environ.get("CDP_MAX_UPLOAD_BYTES", str(2 * 1024**
 CDP_IMPORT_RETENTION_DAYS = int(os.environ.get("CDP_IMPORT_RETENTION_DAYS", "7"))
 # Rows a chunk commits at once. Set-based (MariaDB/MySQL, services.bulk), a chunk costs a few
 # statements whatever its size, and bigger ones meet each customer fewer times; 50,000 keeps the
-# worker under 200 MB (docs/PERFORMANCE.md, "Set-based import").
+# worker under 250 MB with two chunks in flight and one being read (226 MB peak at a million rows;
+# docs/PERFORMANCE.md, "Set-based import" and the fifth session of 7 Dec).
 CDP_IMPORT_CHUNK_ROWS = int(os.environ.get("CDP_IMPORT_CHUNK_ROWS", "50000"))
 # Each chunk is written in this many parts at once, split by customer (so that no two parts
 # wait for each other's row locks), each on a connection of its own, where the database has

@@ -473,7 +473,7 @@ def _save_progress(
                 entry["end_line"] != before["end_line"] for entry in entries):
             # The chunk before is not whole yet, and none of it is committed (this part's
             # stream had nothing of it to write): the marker needs it first.
-            entries.append(before)
+            entries.append(dict(before, done=dict(before["done"])))
         entries.append(chunk.progress())
         entries.sort(key=lambda entry: entry["end_line"])
     next(entry for entry in entries if entry["end_line"] == chunk.end_line)["done"][str(part_index)] = part.end_line
