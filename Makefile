@@ -28,7 +28,7 @@ system-deps:
 		&& $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
 		true; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "Installing the MySQL client headers and pkg-config (needed to build mysqlclient)..."; \
+		echo "Installing the MySQL client headers, pkg-config (to build mysqlclient) and python3-venv..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			default-libmysqlclient-dev pkg-config build-essential python3-dev python3-venv >/dev/null; \
 	else \
