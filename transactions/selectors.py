@@ -380,7 +380,7 @@ def _ranked_rows(totals: QuerySet, *, limit: int, with_names: bool = False) -> l
     )
     if not operations().exact_decimal_sums:
         # SQLite gives its sums back as floats (rounded to cents) or integers.
-        return [(row[0], row[1], Decimal(repr(row[2])).quantize(CENT), *row[3:]) for row in rows]
+        return [(row[0], row[1], _exact_total(row[2]), *row[3:]) for row in rows]
     return rows
 
 
@@ -647,8 +647,7 @@ def pincode_figures(*, state_key: str | None = None) -> list[PincodeFigure]:
             figure[0], figure[1], figure[2] = min(figure[0], state), figure[1] + count, figure[2] + amount
     exact = operations().exact_decimal_sums
     return [
-        # SQLite sums DECIMAL columns as floats: back to the cents they are.
-        PincodeFigure(key_state, pincode, state, int(count), amount if exact else Decimal(str(amount)).quantize(CENT))
+        PincodeFigure(key_state, pincode, state, int(count), amount if exact else _exact_total(amount))
         for (key_state, pincode), (state, count, amount) in sorted(figures.items())
         if count or amount
     ]
@@ -749,8 +748,7 @@ def _summed(
         rows = cursor.fetchall()
     summed = []
     for *key, count_value, amount_value in rows:
-        # SQLite sums DECIMAL columns as floats: back to the cents they are.
-        amount_value = Decimal(str(amount_value)).quantize(CENT)
+        amount_value = _exact_total(amount_value)
         if count_value or amount_value:
             summed.append((*key, int(count_value), amount_value))
     return summed
@@ -1035,6 +1033,12 @@ def _from_cents(cents: int) -> Decimal:
     return Decimal(cents).scaleb(-2)
 
 
+def _exact_total(total) -> Decimal:
+    """A sum of amounts back as the exact cents it is: SQLite sums DECIMAL columns as floats
+    (rounded to cents, see ``_sum_of_amounts``) or integers; elsewhere it is a Decimal already."""
+    return Decimal(str(total)).quantize(CENT)
+
+
 # Above this many matches a report's totals are not kept between requests (each page then sums
 # the window again); 200,000 matches take 3.2 MB.
 MAX_CACHED_MATCHES = 200_000
@@ -1198,7 +1202,7 @@ class RunningTotalRows:
                 batches = (fetched[start : start + KEYS_PER_QUERY] for start in range(0, len(fetched), KEYS_PER_QUERY))
             for batch in batches:
                 yield batch if exact else [
-                    (customer_id, name, Decimal(repr(total)).quantize(CENT)) for customer_id, name, total in batch
+                    (customer_id, name, _exact_total(total)) for customer_id, name, total in batch
                 ]
 
 
