@@ -32,8 +32,9 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=0, metavar="ROWS",
                         help="CDP_IMPORT_CHUNK_ROWS of the worker (default: the setting's).")
     parser.add_argument("--batches", type=int, default=0, metavar="N",
-                        help="Afterwards, store the file's first N x 10,000 rows as API batches "
-                             "(services.ingest_transactions, validation included), set-based and row by row in turn.")
+                        help="After each round, store the file's first N x 10,000 rows as API batches "
+                             "(services.ingest_transactions, validation included), in parts and on one connection "
+                             "in turn (with --rounds 0: also row by row).")
     parser.add_argument("--breakdown", type=int, default=0, metavar="ROWS",
                         help="Afterwards, time reading and writing the first ROWS rows one after the other.")
     args = parser.parse_args()
@@ -86,47 +87,64 @@ def main() -> None:
         print(f"round {round_number}: import {elapsed:.1f} s, LOAD DATA {reference:.1f} s: "
               f"LOAD DATA / import = {reference / elapsed:.2f}x; load average {load[0]:.2f} before, "
               f"{load_after[0]:.2f} after", flush=True)
+        if args.batches:  # interleaved with the imports: import, batches, import, batches
+            batch_rates = api_batches(csv_path, cursor, database=args.database, batches=args.batches,
+                                      writers=("set-based in parts", "set-based on one connection"))
+            import_rate = args.rows / elapsed
+            print(f"round {round_number}: rows/s against the import's {import_rate:,.0f}: " + ", ".join(
+                f"{writer} {rate / import_rate:.2f}x" for writer, rate in batch_rates), flush=True)
     if len(rounds) > 1:
         imports, references, rss = zip(*rounds)
         print(f"all rounds ({settings.CDP_IMPORT_CHUNK_ROWS}-row chunks): import "
               + ", ".join(f"{t:.1f}" for t in imports) + " s; LOAD DATA " + ", ".join(f"{t:.1f}" for t in references)
               + " s; ratio (LOAD DATA / import) " + ", ".join(f"{r / t:.2f}" for t, r in zip(imports, references))
               + f"; overall {sum(references) / sum(imports):.2f}x; peak RSS {max(rss):.0f} MB")
-    if args.batches:
+    if args.batches and not args.rounds:
         api_batches(csv_path, cursor, database=args.database, batches=args.batches)
     if args.breakdown:
         owner = owner or fresh_database(cursor, args.database)  # --rounds 0: the breakdown alone
         breakdown(csv_path, rows=args.breakdown, database=args.database, owner=owner)
 
 
-def api_batches(csv_path: Path, cursor, *, database: str, batches: int, batch_records: int = 10_000) -> None:
-    """A JSON batch's service path per row (validate each record, ``ingest_transactions``), the
-    set-based writer and the row-by-row one in turn, each into an emptied database."""
+BATCH_WRITERS = ("set-based in parts", "set-based on one connection", "row by row")
+
+
+def api_batches(csv_path: Path, cursor, *, database: str, batches: int, batch_records: int = 10_000,
+                writers: tuple[str, ...] = BATCH_WRITERS * 2) -> list[tuple[str, float]]:
+    """A JSON batch's service path per row (``services.ingest_batch``, validation included): the
+    set-based writer in parts at once (``services.batch_parts``), on one connection, and the
+    row-by-row one in turn, each into an emptied database."""
     from itertools import islice
 
     from django.db import connection
 
     from transactions import import_files, services
     from transactions.sql import operations
-    from transactions.validation import parse_transaction_record
 
     with open(csv_path, "rb") as file:
         layout = import_files.read_csv_layout(file)
         raw = [row.values for row in islice(import_files.csv_rows(file, layout, offset=0, line_number=0),
                                             batches * batch_records)]
-    has_bulk_loader = operations().has_bulk_loader
-    for writer in ("set-based", "row by row", "set-based", "row by row"):
+    from django.conf import settings
+
+    has_bulk_loader, batch_writers = operations().has_bulk_loader, settings.CDP_BATCH_WRITERS
+    rates = []
+    for writer in writers:
         fresh_database(cursor, database)
-        operations().has_bulk_loader = writer == "set-based" and has_bulk_loader
+        operations().has_bulk_loader = writer.startswith("set-based") and has_bulk_loader
+        settings.CDP_BATCH_WRITERS = batch_writers if writer.endswith("in parts") else 1
         started = time.perf_counter()
         for first in range(0, len(raw), batch_records):
-            records = [parse_transaction_record(values) for values in raw[first : first + batch_records]]
-            services.ingest_transactions(records=records)
+            errors, _ = services.ingest_batch(raw[first : first + batch_records])
+            assert not errors, errors
         elapsed = time.perf_counter() - started
         print(f"API batches of {batch_records:,}, {writer}: {len(raw):,} rows in {elapsed:.1f} s = "
               f"{len(raw) / elapsed:,.0f} rows/s ({elapsed / len(raw) * 1e6:.0f} us/row); load average "
               f"{os.getloadavg()[0]:.2f}", flush=True)
+        rates.append((writer, len(raw) / elapsed))
         connection.close()
+    operations().has_bulk_loader, settings.CDP_BATCH_WRITERS = has_bulk_loader, batch_writers
+    return rates
 
 
 def fresh_database(cursor, database: str):

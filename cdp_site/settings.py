@@ -207,6 +207,10 @@ CDP_IMPORT_CHUNK_ROWS = int(os.environ.get("CDP_IMPORT_CHUNK_ROWS", "50000"))
 # server worked on one core while the worker's validation used the other only half the time
 # (docs/PERFORMANCE.md, "File import in parts"). 1 turns it off.
 CDP_IMPORT_WRITERS = int(os.environ.get("CDP_IMPORT_WRITERS", "2"))
+# A JSON batch of services.batch_parts.MIN_RECORDS or more is written in this many parts at
+# once, split as an import's chunk is, and committed as one by two-phase commit (XA), where the
+# database has both (a single MariaDB/MySQL server). 1 turns it off.
+CDP_BATCH_WRITERS = int(os.environ.get("CDP_BATCH_WRITERS", "2"))
 # A window's sums (the range report of a window not asked before; the top customers of a state
 # in a window) are read in this many parts at once, each on a connection of its own, where that
 # is faster than one statement (MySQL/MariaDB, PostgreSQL: sql reads_faster_in_parts). 1 turns it off.

@@ -32,6 +32,8 @@ class TestRunner(DiscoverRunner):
         # The threads that read reports in parts keep connections of their own (PostgreSQL
         # would refuse to drop the test database while they are open).
         from transactions.parts import close_part_readers
+        from transactions.services.batch_parts import close_part_writers
 
         close_part_readers()
+        close_part_writers()
         super().teardown_databases(old_config, **kwargs)

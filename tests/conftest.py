@@ -23,5 +23,7 @@ def _report_part_readers_closed_before_the_test_databases_go(django_db_setup):
     pytest-django drops the test databases (PostgreSQL refuses while one is open)."""
     yield
     from transactions.parts import close_part_readers
+    from transactions.services.batch_parts import close_part_writers
 
     close_part_readers()
+    close_part_writers()

@@ -1,5 +1,11 @@
+import logging
+
 from django.apps import AppConfig
+from django.db import DEFAULT_DB_ALIAS, DatabaseError
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
+
+logger = logging.getLogger(__name__)
 
 
 def _ensure_roles(sender, **kwargs):
@@ -18,6 +24,21 @@ def _ensure_cache_table(sender, using, **kwargs):
     call_command("createcachetable", database=using, verbosity=0)
 
 
+def _finish_prepared_parts(sender, connection, **kwargs):
+    """Each new connection finishes what a crash left of batches written in parts
+    (services.batch_parts): a restarted server or web worker thus frees their row locks at once."""
+    from django.conf import settings
+
+    if connection.vendor != "mysql" or settings.CDP_BATCH_WRITERS < 2 or connection.alias != DEFAULT_DB_ALIAS:
+        return  # (the test runner's connection without a database, for one, has an alias of its own)
+    from .services import batch_parts
+
+    try:
+        batch_parts.recover_prepared_parts(using=connection.alias)
+    except DatabaseError as exc:
+        logger.warning("could not look for prepared parts of batches (%s)", exc)
+
+
 class TransactionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "transactions"
@@ -31,3 +52,4 @@ class TransactionsConfig(AppConfig):
         from .api.authentication import connect_signals
 
         connect_signals()
+        connection_created.connect(_finish_prepared_parts)

@@ -233,6 +233,22 @@ class PincodeTotalDelta(models.Model):
         return f"{self.pincode}, {self.state}: {self.transaction_count:+} transactions, {self.total_amount:+}"
 
 
+class CommittedBatch(models.Model):
+    """The commit decision of a batch written in parts at once (``services.batch_parts``).
+
+    The batch's first part inserts this row in its own branch of the two-phase commit, so the
+    row is there exactly when that branch committed: the other parts are then committed too,
+    by the writer or, after a crash, by ``batch_parts.recover_prepared_parts``. The writer
+    deletes the row once every part is committed; one left by a crash is pruned by the worker.
+    """
+
+    batch_id = models.CharField(max_length=32, primary_key=True)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"batch {self.batch_id}"
+
+
 # Most file systems hold at most 255 bytes in a file name, however few characters they spell
 # (85 Devanagari letters are 255 bytes); the margin leaves room for the "_" and 7 characters
 # Django adds to a name already taken.

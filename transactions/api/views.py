@@ -127,20 +127,14 @@ class IngestTransactionsView(APIView):
                 {"non_field_errors": [f"A batch holds 1 to {settings.CDP_MAX_BATCH_RECORDS} records, not {len(body)}."]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        records, errors = [], {}
-        for index, raw in enumerate(body):
-            try:
-                records.append(parse_transaction_record(raw))
-            except RecordInvalid as exc:
-                errors[str(index)] = exc.errors
+        errors, outcomes = services.ingest_batch(body)
         if errors:
             return Response({"errors": errors}, status=status.HTTP_400_BAD_REQUEST)
-        outcomes = services.ingest_transactions(records=records)
         results = [{"index": outcome.index, "status": outcome.status} for outcome in outcomes]
         statuses = [outcome.status for outcome in outcomes]
         return Response(
             {
-                "received": len(records),
+                "received": len(outcomes),
                 "created": statuses.count("created"),
                 "duplicates": statuses.count("duplicate"),
                 "conflicts": statuses.count("conflict"),

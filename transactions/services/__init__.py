@@ -2,6 +2,7 @@
 writing ``services.ingest_transactions(...)``.
 
 - ``ingest``: storing transactions, each key once (duplicates and conflicts told apart);
+- ``batch_parts``: an API batch validated and stored in parts at once, committed as one;
 - ``totals``: the running totals the reports read, and the rule that keeps them;
 - ``corrections``: operators' corrections and deletions, with their audit trail;
 - ``imports``: file imports, chunk by chunk, resumable;
@@ -9,6 +10,7 @@ writing ``services.ingest_transactions(...)``.
 - ``segments``: saved range-report queries (customer segments) and their export snapshots.
 """
 
+from .batch_parts import ingest_batch
 from .corrections import TransactionKeyTaken, delete_transactions, save_corrected_customer, save_corrected_transaction
 from .imports import (
     ImportTakenOver,
@@ -27,7 +29,7 @@ from .totals import fold_summary_deltas, recompute_customer_totals, recompute_su
 __all__ = [
     "CommitConditionFailed", "IngestOutcome", "ImportTakenOver", "MAX_INGEST_ATTEMPTS", "ROLE_PERMISSIONS", "TransactionKeyTaken",
     "assign_role", "create_segment", "delete_transactions", "ensure_roles", "import_format_for", "ingest_transactions",
-    "fold_summary_deltas", "is_transient_lock_error", "prune_imports", "recompute_customer_totals",
+    "fold_summary_deltas", "ingest_batch", "is_transient_lock_error", "prune_imports", "recompute_customer_totals",
     "recompute_summary_totals", "record_segment_export", "rejection_reason", "requeue_stale_imports", "run_import",
     "save_corrected_customer", "save_corrected_transaction", "start_import",
 ]

@@ -29,6 +29,10 @@ class Operations:
     # (``bulk_load``): MySQL's LOAD DATA LOCAL INFILE, where the connection allows it.
     # ``services.bulk`` then stores big batches set-based; elsewhere they go row by row.
     has_bulk_loader = False
+    # Whether one transaction's work can be split over several connections and committed as
+    # one by two-phase commit (``two_phase_*``): MySQL/MariaDB's XA on a single server (a
+    # Galera cluster has no XA). ``services.batch_parts`` writes a big batch that way.
+    has_two_phase_commit = False
 
     def __init__(self, connection) -> None:
         self.connection = connection
@@ -124,6 +128,39 @@ class Operations:
     def is_failed_commit_condition(self, exc: Exception) -> bool:
         """Whether ``exc`` is a ``commit_condition`` statement failing."""
         return False
+
+    # --- two-phase commit (where ``has_two_phase_commit``) ----------------------------------
+
+    def two_phase_start(self, xid: str) -> str:
+        """Begin this connection's branch ``xid`` of a transaction committed in two phases."""
+        raise NotImplementedError
+
+    def two_phase_prepare(self, xid: str) -> list[str]:
+        """End the branch's work and prepare it: once these succeed, it survives a crash of the
+        client or the server and waits, holding its locks, for ``two_phase_finish``."""
+        raise NotImplementedError
+
+    def two_phase_finish(self, xid: str, *, commit: bool) -> str:
+        """Commit (or roll back) a prepared branch: from the connection that prepared it, or
+        from any connection once that one is gone."""
+        raise NotImplementedError
+
+    def two_phase_abandon(self, xid: str) -> list[str]:
+        """Roll back a branch that is not prepared (its work failed part-way)."""
+        raise NotImplementedError
+
+    def prepared_branches(self, cursor) -> list[str]:
+        """The xids of every prepared branch the server holds (any client's)."""
+        return []
+
+    def is_unknown_branch(self, exc: Exception) -> bool:
+        """Whether ``exc`` says the branch is not one this connection may finish: finished
+        already, or still held by the live connection that prepared it."""
+        return False
+
+    def lock_wait_statements(self, seconds: int | None) -> list[str]:
+        """Set how long this session waits for a row lock (None: the server's default)."""
+        return []
 
     # --- the bulk loader (where ``has_bulk_loader``) --------------------------------------
 

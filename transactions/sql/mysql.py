@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from functools import cached_property
 
 from django.db import DatabaseError
 from MySQLdb.constants.CLIENT import MULTI_STATEMENTS
@@ -23,6 +24,7 @@ BULK_TEMPORARY_TABLE_BYTES = 64 * 1024 * 1024
 
 LOCK_WAIT_TIMEOUT, DEADLOCK = 1205, 1213  # 1213 is also Galera's certification failure
 SUBQUERY_RETURNS_MORE_THAN_ONE_ROW = 1242  # how commit_condition fails
+XAER_NOTA = 1397  # "Unknown XID": no such branch, or one another live connection holds
 
 
 class MySQLOperations(Operations):
@@ -42,6 +44,17 @@ class MySQLOperations(Operations):
         # settings.py asks mysqlclient for LOCAL INFILE; the server must allow it too
         # (local_infile: ON by default on MariaDB, OFF on MySQL 8).
         self.has_bulk_loader = bool(connection.settings_dict.get("OPTIONS", {}).get("local_infile"))
+
+    @cached_property
+    def has_two_phase_commit(self) -> bool:
+        # XA on a single server; a server that runs wsrep (a Galera node) refuses XA.
+        with self.connection.cursor() as cursor:
+            try:
+                cursor.execute("SELECT @@wsrep_on")
+            except DatabaseError:  # MySQL: no wsrep at all
+                return True
+            (wsrep_on,) = cursor.fetchone()
+        return not wsrep_on
 
     def is_transient(self, exc) -> bool:
         return bool(exc.args) and exc.args[0] in (LOCK_WAIT_TIMEOUT, DEADLOCK)
@@ -153,6 +166,35 @@ class MySQLOperations(Operations):
     def check_skipped_rows(self, cursor, *, sent: int, stored: int) -> None:
         if self.connection.connection.warning_count() > sent - stored:
             raise DatabaseError("INSERT IGNORE skipped rows for another reason than a stored key")
+
+    # --- two-phase commit: XA ---------------------------------------------------------------
+    # A branch's xid is written as a literal: XA takes no parameters. Xids are the app's own
+    # (letters, digits, dashes), spelled through the one literal writer all the same.
+
+    def two_phase_start(self, xid: str) -> str:
+        return f"XA START {self.literal_writer()(xid)}"
+
+    def two_phase_prepare(self, xid: str) -> list[str]:
+        literal = self.literal_writer()(xid)
+        return [f"XA END {literal}", f"XA PREPARE {literal}"]
+
+    def two_phase_finish(self, xid: str, *, commit: bool) -> str:
+        return f"XA {'COMMIT' if commit else 'ROLLBACK'} {self.literal_writer()(xid)}"
+
+    def two_phase_abandon(self, xid: str) -> list[str]:
+        literal = self.literal_writer()(xid)
+        return [f"XA END {literal}", f"XA ROLLBACK {literal}"]
+
+    def prepared_branches(self, cursor) -> list[str]:
+        cursor.execute("XA RECOVER")
+        # formatID, gtrid_length, bqual_length, data (the gtrid then the bqual; ours have none)
+        return [data.decode() if isinstance(data, bytes) else data for _, _, _, data in cursor.fetchall()]
+
+    def is_unknown_branch(self, exc: Exception) -> bool:
+        return bool(getattr(exc, "args", None)) and exc.args[0] == XAER_NOTA
+
+    def lock_wait_statements(self, seconds: int | None) -> list[str]:
+        return [f"SET SESSION innodb_lock_wait_timeout = {'DEFAULT' if seconds is None else int(seconds)}"]
 
     # --- the bulk loader -----------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from django.utils.crypto import get_random_string
 
 from transactions import services
 from transactions.services.imports import clean_orphaned_import_tasks
+from transactions.services import batch_parts
 
 logger = logging.getLogger("transactions.import_worker")
 
@@ -180,13 +181,16 @@ class ClusterWorker(Worker):
 
 
 def housekeeping() -> list[int]:
-    """One round: orphaned task rows cleaned, abandoned imports queued again (their ids), deltas folded."""
+    """One round: orphaned task rows cleaned, abandoned imports queued again (their ids), deltas
+    folded, batches a crash left between the phases of their commit finished (services.batch_parts)."""
     stale_after = dt.timedelta(seconds=settings.CDP_IMPORT_STALE_SECONDS)
     clean_orphaned_import_tasks(stale_after=stale_after)
     requeued = services.requeue_stale_imports(stale_after=stale_after)
     if requeued:
         logger.warning("queued again the imports nobody was running: %s", ", ".join(map(str, requeued)))
     services.fold_summary_deltas()
+    batch_parts.recover_prepared_parts()
+    batch_parts.prune_committed_batches(older_than=dt.timedelta(days=1))
     return requeued
 
 
