@@ -146,9 +146,9 @@ class BatchInPartsTests(PartsTestMixin, SummaryAssertionsMixin, TransactionTestC
         stored_slices = []
         real_store = batch_parts._Branch.store
 
-        def store(branch, records):
+        def store(branch, records, indexes):
             stored_slices.append(len(records))
-            return real_store(branch, records)
+            return real_store(branch, records, indexes)
 
         with mock.patch.object(batch_parts._Branch, "store", store):
             errors, outcomes = services.ingest_batch(batch)

@@ -140,8 +140,6 @@ def _slices(raw_records: Sequence, count: int) -> list[list[int]] | None:
 def _ingest_in_parts(raw_records: Sequence) -> tuple[dict[str, dict], list] | list[TransactionRecord] | None:
     """(errors, outcomes) as ``ingest_batch`` answers; or the validated records, nothing stored,
     for ``ingest_transactions`` to write on one connection; or None: not split, not validated."""
-    from .ingest import IngestOutcome
-
     ways = settings.CDP_BATCH_WRITERS
     slices = _slices(raw_records, ways * SLICES_PER_WRITER)
     if slices is None or len(slices) < 2:
@@ -154,7 +152,7 @@ def _ingest_in_parts(raw_records: Sequence) -> tuple[dict[str, dict], list] | li
     try:
         records: list = [None] * len(raw_records)
         errors: dict[str, dict] = {}
-        stored: list[tuple[list[int], Future]] = []
+        stored: list[Future] = []  # each slice's outcomes
         try:
             for number, indexes in enumerate(slices):
                 valid, invalid = _validated(raw_records, indexes)
@@ -164,12 +162,12 @@ def _ingest_in_parts(raw_records: Sequence) -> tuple[dict[str, dict], list] | li
                 for index, record in zip(indexes, valid):
                     records[index] = record
                 branch, writer = branches[number % ways], writers[number % ways]
-                stored.append((indexes, writer.submit(branch.store, valid)))
-            failures = _failures([future for _, future in stored])
+                stored.append(writer.submit(branch.store, valid, indexes))
+            failures = _failures(stored)
             if not errors and not failures:
                 failures = _failures([writer.submit(branch.prepare) for branch, writer in zip(branches, writers)])
         except BaseException:
-            _failures([future for _, future in stored])
+            _failures(stored)
             _roll_back(branches, writers)
             raise
         if errors or failures:
@@ -184,10 +182,9 @@ def _ingest_in_parts(raw_records: Sequence) -> tuple[dict[str, dict], list] | li
     finally:
         _give_back(writers)
     outcomes: list = [None] * len(raw_records)
-    for indexes, future in stored:
+    for future in stored:
         for outcome in future.result():
-            index = indexes[outcome.index]
-            outcomes[index] = IngestOutcome(index=index, status=outcome.status)
+            outcomes[outcome.index] = outcome
     return {}, outcomes
 
 
@@ -204,15 +201,15 @@ class _Branch:
         self.xid, self.decided_by = xid, decided_by
         self.state = "new"  # then "active", "prepared"; "failed" once rolled back on an error
 
-    def store(self, records: list[TransactionRecord]) -> list:
-        """Store one slice in the branch (begun with its first); its outcomes, by index within
-        the slice. On an error the branch is rolled back and stores nothing more."""
+    def store(self, records: list[TransactionRecord], indexes: list[int]) -> list:
+        """Store one slice in the branch (begun with its first); its outcomes, by the records'
+        ``indexes`` in the batch. On an error the branch is rolled back and stores nothing more."""
         if self.state == "failed":
             raise DatabaseError(f"branch {self.xid} failed already")
         try:
             if self.state == "new":
                 self._begin()
-            return bulk.store_in_bulk(records)
+            return bulk.store_in_bulk(records, indexes=indexes)
         except BaseException:
             self._abandon()
             raise

@@ -72,8 +72,9 @@ def prepared(records: Sequence[TransactionRecord]) -> Sequence[TransactionRecord
     return PreparedRecords(records) if writes_in_bulk(records, minimum=1) else records
 
 
-def store_in_bulk(records: Sequence[TransactionRecord]) -> list:
-    """Store the records (in the caller's transaction); one ``IngestOutcome`` per record."""
+def store_in_bulk(records: Sequence[TransactionRecord], *, indexes: Sequence[int] | None = None) -> list:
+    """Store the records (in the caller's transaction); one ``IngestOutcome`` per record, whose
+    index is the record's own, or its number in ``indexes`` (a slice of a bigger batch's)."""
     from .ingest import IngestOutcome, _same_payment  # ingest routes big batches here
 
     records = records if isinstance(records, PreparedRecords) else PreparedRecords(records)
@@ -107,14 +108,17 @@ def store_in_bulk(records: Sequence[TransactionRecord]) -> list:
             raise
         cursor.execute(ops.drop_staging_table(table=STAGING_TABLE))
 
+    numbers = range(len(records)) if indexes is None else indexes
+    if not stored and len(first_of_key) == len(records):  # the usual batch: every record new
+        return [IngestOutcome(number, "created") for number in numbers]
     outcomes = []
-    for index, record in enumerate(records):
+    for index, (number, record) in enumerate(zip(numbers, records)):
         first = first_of_key[record.key]
         if first == index and index not in stored:
-            outcomes.append(IngestOutcome(index=index, status="created"))
+            outcomes.append(IngestOutcome(number, "created"))
             continue
         earlier = stored.get(first) or records[first]
-        outcomes.append(IngestOutcome(index=index, status="duplicate" if _same_payment(earlier, record) else "conflict"))
+        outcomes.append(IngestOutcome(number, "duplicate" if _same_payment(earlier, record) else "conflict"))
     return outcomes
 
 
