@@ -152,7 +152,8 @@ def _ingest_in_parts(raw_records: Sequence) -> tuple[dict[str, dict], list] | li
     try:
         records: list = [None] * len(raw_records)
         errors: dict[str, dict] = {}
-        stored: list[Future] = []  # each slice's outcomes
+        # Begun while this thread validates the first slice, so its writer can start on it at once.
+        stored: list[Future] = [writer.submit(branch.begin) for branch, writer in zip(branches, writers)]
         try:
             for number, indexes in enumerate(slices):
                 valid, invalid = _validated(raw_records, indexes)
@@ -162,8 +163,11 @@ def _ingest_in_parts(raw_records: Sequence) -> tuple[dict[str, dict], list] | li
                 for index, record in zip(indexes, valid):
                     records[index] = record
                 branch, writer = branches[number % ways], writers[number % ways]
-                stored.append(writer.submit(branch.store, valid, indexes))
+                # The staging file's text made here: the writers then hold the GIL only between
+                # statements, instead of taking turns with this thread's validation.
+                stored.append(writer.submit(branch.store, bulk.PreparedRecords(valid), indexes))
             failures = _failures(stored)
+            stored = stored[len(branches):]  # each slice's outcomes
             if not errors and not failures:
                 failures = _failures([writer.submit(branch.prepare) for branch, writer in zip(branches, writers)])
         except BaseException:
@@ -201,14 +205,19 @@ class _Branch:
         self.xid, self.decided_by = xid, decided_by
         self.state = "new"  # then "active", "prepared"; "failed" once rolled back on an error
 
-    def store(self, records: list[TransactionRecord], indexes: list[int]) -> list:
-        """Store one slice in the branch (begun with its first); its outcomes, by the records'
-        ``indexes`` in the batch. On an error the branch is rolled back and stores nothing more."""
-        if self.state == "failed":
-            raise DatabaseError(f"branch {self.xid} failed already")
+    def begin(self) -> None:
         try:
-            if self.state == "new":
-                self._begin()
+            self._begin()
+        except BaseException:
+            self._abandon()
+            raise
+
+    def store(self, records: list[TransactionRecord], indexes: list[int]) -> list:
+        """Store one slice in the branch; its outcomes, by the records' ``indexes`` in the batch.
+        On an error the branch is rolled back and stores nothing more."""
+        if self.state != "active":
+            raise DatabaseError(f"branch {self.xid} is {self.state}, not active")
+        try:
             return bulk.store_in_bulk(records, indexes=indexes)
         except BaseException:
             self._abandon()
