@@ -13,6 +13,7 @@ import datetime as dt
 import itertools
 import threading
 import time
+import uuid
 from unittest import mock, skipUnless
 
 import MySQLdb
@@ -42,7 +43,8 @@ def has_two_phase_commit() -> bool:
 
 def prepared_parts() -> list[str]:
     with connection.cursor() as cursor:
-        return sorted(xid for xid in operations().prepared_branches(cursor) if xid.startswith(batch_parts.XID_PREFIX))
+        prefix = batch_parts._xid_prefix(connection)  # this database's
+        return sorted(xid for xid in operations().prepared_branches(cursor) if xid.startswith(prefix))
 
 
 def batch_of(customers: range, *, moment: str = "2024-03-01T10:00:00Z", **overrides) -> list[dict]:
@@ -69,8 +71,17 @@ class PartsTestMixin:
         return range(self.base + first, self.base + end)
 
     def assertNothingLeft(self) -> None:
+        """No branch of this database's is left prepared; any that is, is rolled back first: it
+        would hold its locks, and the test database could not be dropped."""
         batch_parts.close_part_writers()
-        self.assertEqual(prepared_parts(), [])
+        left = prepared_parts()
+        for xid in left:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(operations().two_phase_finish(xid, commit=False))
+            except DatabaseError:
+                pass
+        self.assertEqual(left, [])
 
     def branches_committed(self):
         """A spy on the branches' commits: the xids, in the order committed."""
@@ -230,7 +241,7 @@ class BatchInPartsTests(PartsTestMixin, SummaryAssertionsMixin, TransactionTestC
         self.assertEqual([o.status for o in outcomes], ["duplicate"] * 40)
 
     def test_branches_left_prepared_are_rolled_back_by_the_next_connection_when_the_batch_was_not_committed(self):
-        def crash(batch_id, branches, writers):  # the process dies between the phases
+        def crash(batch_id, branches, writers, **kwargs):  # the process dies between the phases
             for writer in writers:
                 writer.submit(connections.close_all).result()
             raise SystemExit("killed")
@@ -240,20 +251,21 @@ class BatchInPartsTests(PartsTestMixin, SummaryAssertionsMixin, TransactionTestC
         with mock.patch.object(batch_parts, "_commit", crash), self.assertRaises(SystemExit):
             services.ingest_batch(batch)
         self.assertEqual(len(prepared_parts()), 2)  # both prepared, no live connection holding them
-        # A new connection (a restarted web worker's) finishes them: nothing was committed.
-        finished = []
-
+        # A new connection (a restarted web worker's) finishes them: nothing was committed. (The
+        # server lets go of a closed connection's branches a moment later: until then a new
+        # connection leaves them, as it leaves a live writer's.)
         def new_connection() -> None:
             try:
                 connections["default"].ensure_connection()
-                finished.append(True)
             finally:
                 connections["default"].close()
 
-        thread = threading.Thread(target=new_connection)
-        thread.start()
-        thread.join(30)
-        self.assertEqual(finished, [True])
+        deadline = time.monotonic() + 5
+        while prepared_parts() and time.monotonic() < deadline:
+            thread = threading.Thread(target=new_connection)
+            thread.start()
+            thread.join(30)
+            time.sleep(0.05)
         self.assertEqual(prepared_parts(), [])
         self.assertEqual(Transaction.objects.count(), 0)
         self.assertEqual(Customer.objects.count(), 0)
@@ -262,24 +274,46 @@ class BatchInPartsTests(PartsTestMixin, SummaryAssertionsMixin, TransactionTestC
         self.assertEqual([o.status for o in outcomes], ["created"] * 40)
         self.assertStoredAsSent(batch)
 
-    def test_recovery_leaves_a_branch_its_live_connection_holds(self):
+    def test_recovery_leaves_a_branch_its_live_connection_holds_and_another_databases(self):
         settings_dict = connection.settings_dict
-        raw = MySQLdb.connect(host=settings_dict["HOST"] or "127.0.0.1", port=int(settings_dict["PORT"] or 3306),
-                              user=settings_dict["USER"], passwd=settings_dict["PASSWORD"] or "", db=settings_dict["NAME"])
-        xid = f"{batch_parts.XID_PREFIX}{'a' * 32}-1"
-        try:
+
+        def prepared_on_a_connection_of_its_own(xid: str):
+            raw = MySQLdb.connect(host=settings_dict["HOST"] or "127.0.0.1", port=int(settings_dict["PORT"] or 3306),
+                                  user=settings_dict["USER"], passwd=settings_dict["PASSWORD"] or "", db=settings_dict["NAME"])
             cursor = raw.cursor()
             cursor.execute(f"XA START '{xid}'")
-            cursor.execute(f"INSERT INTO {CommittedBatch._meta.db_table} (batch_id, created_at) VALUES ('{'b' * 32}', NOW())")
+            # Some work of its own (the row of another batch, for want of a table it could not lock up).
+            cursor.execute(f"INSERT INTO {CommittedBatch._meta.db_table} (batch_id, created_at) VALUES ('{uuid.uuid4().hex}', NOW())")
             cursor.execute(f"XA END '{xid}'")
             cursor.execute(f"XA PREPARE '{xid}'")
-            self.assertEqual(batch_parts.recover_prepared_parts(), 0)  # its writer is alive: its to finish
-            self.assertEqual(prepared_parts(), [xid])
+            return raw
+
+        def recovered_once_let_go(expected: int) -> int:
+            """The server lets go of a closed connection's branch a moment after it is closed."""
+            deadline = time.monotonic() + 5
+            while (finished := batch_parts.recover_prepared_parts()) != expected and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return finished
+
+        ours = f"{batch_parts._xid_prefix(connection)}{'a' * 32}-1"
+        others = f"{batch_parts.XID_PREFIX}{'0' * 8}-{'c' * 32}-1"  # a branch of another database on this server
+        other_connection = prepared_on_a_connection_of_its_own(others)
+        other_connection.close()
+        try:
+            live = prepared_on_a_connection_of_its_own(ours)
+            try:
+                self.assertEqual(batch_parts.recover_prepared_parts(), 0)  # its writer is alive: its to finish
+                self.assertEqual(prepared_parts(), [ours])
+            finally:
+                live.close()
+            self.assertEqual(recovered_once_let_go(1), 1)  # gone, and no row for its batch: rolled back
+            self.assertEqual(prepared_parts(), [])
+            self.assertEqual(CommittedBatch.objects.count(), 0)
+            with connection.cursor() as cursor:
+                self.assertIn(others, operations().prepared_branches(cursor))  # not this database's to finish
         finally:
-            raw.close()
-        self.assertEqual(batch_parts.recover_prepared_parts(), 1)  # gone: no row for batch "aaa...": rolled back
-        self.assertEqual(prepared_parts(), [])
-        self.assertEqual(CommittedBatch.objects.count(), 0)
+            with connection.cursor() as cursor:
+                cursor.execute(operations().two_phase_finish(others, commit=False))
 
 
 @skipUnless(connection.vendor == "mysql", "XA: MariaDB/MySQL")

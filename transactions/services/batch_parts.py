@@ -43,8 +43,10 @@ still held by a live connection is that connection's to finish: the server refus
 from __future__ import annotations
 
 import bisect
+import hashlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -71,8 +73,13 @@ SLICES_PER_WRITER = 2
 PART_LOCK_WAIT_SECONDS = 3
 # How long ``recover_prepared_parts`` waits for a batch's first branch to finish.
 DECISION_WAIT_SECONDS = 2
-# A branch's xid: the prefix, the batch's id (32 hex digits), a dash and the writer's number.
+# A branch's xid: the prefix, the database's mark (``_xid_prefix``), the batch's id (32 hex
+# digits), a dash and the writer's number. XA RECOVER lists every database's branches on the
+# server; each database's recovery finishes its own, whose batch rows it holds.
 XID_PREFIX = "cdp-batch-"
+# How long a failed commit's recovery waits for the server to let go of the closed connections'
+# branches (it notices a closed connection a moment later).
+RECOVERY_WAIT_SECONDS = 2
 
 
 def ingest_batch(raw_records: Sequence) -> tuple[dict[str, dict], list]:
@@ -147,7 +154,8 @@ def _ingest_in_parts(raw_records: Sequence) -> tuple[dict[str, dict], list] | li
     ways = min(ways, len(slices))
     batch_id = uuid.uuid4().hex
     # Writer 0's branch begins with the batch's row: it is the batch's commit.
-    branches = [_Branch(f"{XID_PREFIX}{batch_id}-{number}", batch_id if number == 0 else None) for number in range(ways)]
+    prefix = _xid_prefix(connection)
+    branches = [_Branch(f"{prefix}{batch_id}-{number}", batch_id if number == 0 else None) for number in range(ways)]
     writers = _take_writers(ways)
     try:
         records: list = [None] * len(raw_records)
@@ -182,7 +190,7 @@ def _ingest_in_parts(raw_records: Sequence) -> tuple[dict[str, dict], list] | li
                 raise next(exc for exc in failures if not isinstance(exc, DatabaseError))
             logger.info("batch %s: a writer failed (%r); written on one connection", batch_id, failures[0])
             return records
-        _commit(batch_id, branches, writers)
+        _commit(batch_id, branches, writers, prefix=prefix)
     finally:
         _give_back(writers)
     outcomes: list = [None] * len(raw_records)
@@ -298,7 +306,7 @@ def _roll_back(branches: list[_Branch], writers: list[ThreadPoolExecutor]) -> No
             logger.warning("prepared parts left for later recovery (%r)", exc)
 
 
-def _commit(batch_id: str, branches: list[_Branch], writers: list[ThreadPoolExecutor]) -> None:
+def _commit(batch_id: str, branches: list[_Branch], writers: list[ThreadPoolExecutor], *, prefix: str) -> None:
     """Writer 0's branch first: its commit is the batch's. A failed commit is left to recovery
     (every connection of the batch closed) and raised: the client is told the batch failed,
     and a resend finds it stored whole or not at all."""
@@ -306,7 +314,7 @@ def _commit(batch_id: str, branches: list[_Branch], writers: list[ThreadPoolExec
         try:
             writer.submit(branch.commit).result()
         except DatabaseError:
-            _let_recovery_finish(writers)
+            _let_recovery_finish(writers, f"{prefix}{batch_id}-")
             raise
     try:
         CommittedBatch.objects.filter(pk=batch_id).delete()  # every branch is in: no longer needed
@@ -314,13 +322,20 @@ def _commit(batch_id: str, branches: list[_Branch], writers: list[ThreadPoolExec
         logger.warning("batch %s: its row stays until the worker prunes it (%r)", batch_id, exc)
 
 
-def _let_recovery_finish(writers: list[ThreadPoolExecutor]) -> None:
+def _let_recovery_finish(writers: list[ThreadPoolExecutor], batch_prefix: str) -> None:
     """After a failed commit: every connection of the batch is closed, which leaves its
     prepared branches to anyone, and recovery finishes them as the batch's row says."""
     for writer in writers:
         writer.submit(connections.close_all).result()
+    deadline = time.monotonic() + RECOVERY_WAIT_SECONDS
     try:
-        recover_prepared_parts()
+        while True:
+            recover_prepared_parts()
+            with connection.cursor() as cursor:
+                left = [xid for xid in operations().prepared_branches(cursor) if xid.startswith(batch_prefix)]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     except DatabaseError as exc:
         logger.warning("prepared parts left for later recovery (%r)", exc)
 
@@ -363,24 +378,31 @@ def close_part_writers() -> None:
 
 # --- recovery ---------------------------------------------------------------------------------
 
+def _xid_prefix(db) -> str:
+    """The xids' prefix for a database: ``XID_PREFIX`` and a mark of the database's name."""
+    name = str(db.settings_dict["NAME"])
+    return f"{XID_PREFIX}{hashlib.sha1(name.encode()).hexdigest()[:8]}-"
+
+
 def recover_prepared_parts(using: str = DEFAULT_DB_ALIAS) -> int:
-    """Finish the prepared parts that no live connection holds (a crash between the two
-    phases): a first part is rolled back, another committed if its batch's row is there. The
-    number of parts finished."""
+    """Finish this database's prepared branches that no live connection holds (a crash between
+    the two phases): a first branch is rolled back, another committed if its batch's row is
+    there. The number of branches finished."""
     db = connections[using]
     ops = operations(db)
+    prefix = _xid_prefix(db)
     with db.cursor() as cursor:
-        xids = [xid for xid in ops.prepared_branches(cursor) if xid.startswith(XID_PREFIX)]
+        xids = [xid for xid in ops.prepared_branches(cursor) if xid.startswith(prefix)]
     finished = 0
-    # First parts first: a batch's row is locked until its first part is finished.
+    # First branches first: a batch's row is locked until its first branch is finished.
     for xid in sorted(xids, key=lambda xid: not xid.endswith("-0")):
-        batch_id, _, number = xid[len(XID_PREFIX):].rpartition("-")
+        batch_id, _, number = xid[len(prefix):].rpartition("-")
         if number == "0":
             commit = False
         else:
             commit = _was_committed(batch_id, using=using)
             if commit is None:
-                continue  # its first part is still at work: its writer finishes the batch
+                continue  # its first branch is still at work: its writer finishes the batch
         try:
             with db.cursor() as cursor:
                 cursor.execute(ops.two_phase_finish(xid, commit=commit))
@@ -388,7 +410,7 @@ def recover_prepared_parts(using: str = DEFAULT_DB_ALIAS) -> int:
             if not ops.is_unknown_branch(exc):
                 raise
             continue  # finished meanwhile, or held by its writer's live connection
-        logger.warning("prepared part %s of a batch %s after a crash", xid, "committed" if commit else "rolled back")
+        logger.warning("prepared branch %s of a batch %s after a crash", xid, "committed" if commit else "rolled back")
         finished += 1
     return finished
 
@@ -417,8 +439,9 @@ def _was_committed(batch_id: str, *, using: str) -> bool | None:
 def prune_committed_batches(*, older_than) -> int:
     """Delete the rows of batches a crash left (older than ``older_than``) whose parts are all
     finished; the number deleted."""
+    prefix = _xid_prefix(connection)
     with connection.cursor() as cursor:
-        pending = {xid[len(XID_PREFIX):].rpartition("-")[0] for xid in operations().prepared_branches(cursor)
-                   if xid.startswith(XID_PREFIX)}
+        pending = {xid[len(prefix):].rpartition("-")[0] for xid in operations().prepared_branches(cursor)
+                   if xid.startswith(prefix)}
     stale = CommittedBatch.objects.filter(created_at__lt=timezone.now() - older_than).exclude(pk__in=pending)
     return stale.delete()[0]
