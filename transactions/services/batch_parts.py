@@ -69,6 +69,10 @@ MIN_RECORDS = 2000
 # Slices per writer: the first slice's SQL waits for its validation alone, and the last slice's
 # SQL is what is left once the validation is done.
 SLICES_PER_WRITER = 2
+# The validating thread gives up the GIL every this many records (0: never), see ``_validated``:
+# 10,000-record batches, two pairs interleaved, 373 and 376 ms (medians of 10) against 397 and
+# 390 without, the writers' first LOAD DATA 46-51 ms into the batch against 70-74.
+YIELD_EVERY = 200
 # How long a writer waits for a row lock before the batch is written on one connection instead.
 PART_LOCK_WAIT_SECONDS = 3
 # How long ``recover_prepared_parts`` waits for a batch's first branch to finish.
@@ -99,10 +103,14 @@ def ingest_batch(raw_records: Sequence) -> tuple[dict[str, dict], list]:
     return {}, ingest_transactions(records=records)
 
 
-def _validated(raw_records: Sequence, indexes) -> tuple[list[TransactionRecord], dict[str, dict]]:
-    """The records at ``indexes`` validated (a ``TransactionRecord`` is already), and the errors."""
+def _validated(raw_records: Sequence, indexes, *, let_others_run: bool = False) -> tuple[list[TransactionRecord], dict[str, dict]]:
+    """The records at ``indexes`` validated (a ``TransactionRecord`` is already), and the errors.
+    ``let_others_run``: give up the GIL every ``YIELD_EVERY`` records, so that a writer whose
+    statement has returned goes on at once, not after the interpreter's switch interval (5 ms)."""
     records, errors = [], {}
-    for index in indexes:
+    for count, index in enumerate(indexes):
+        if let_others_run and not count % YIELD_EVERY:
+            time.sleep(0)
         raw = raw_records[index]
         try:
             records.append(raw if type(raw) is TransactionRecord else parse_transaction_record(raw))
@@ -164,7 +172,7 @@ def _ingest_in_parts(raw_records: Sequence) -> tuple[dict[str, dict], list] | li
         stored: list[Future] = [writer.submit(branch.begin) for branch, writer in zip(branches, writers)]
         try:
             for number, indexes in enumerate(slices):
-                valid, invalid = _validated(raw_records, indexes)
+                valid, invalid = _validated(raw_records, indexes, let_others_run=YIELD_EVERY > 0)
                 errors.update(invalid)
                 if errors:
                     continue  # nothing more is stored; the rest is validated for its errors
