@@ -398,6 +398,8 @@ def recover_prepared_parts(using: str = DEFAULT_DB_ALIAS) -> int:
     there. The number of branches finished."""
     db = connections[using]
     ops = operations(db)
+    if not ops.has_two_phase_commit:
+        return 0  # none were written (a Galera node, say, refuses XA)
     prefix = _xid_prefix(db)
     with db.cursor() as cursor:
         xids = [xid for xid in ops.prepared_branches(cursor) if xid.startswith(prefix)]
@@ -447,6 +449,8 @@ def _was_committed(batch_id: str, *, using: str) -> bool | None:
 def prune_committed_batches(*, older_than) -> int:
     """Delete the rows of batches a crash left (older than ``older_than``) whose parts are all
     finished; the number deleted."""
+    if not operations().has_two_phase_commit:
+        return 0
     prefix = _xid_prefix(connection)
     with connection.cursor() as cursor:
         pending = {xid[len(prefix):].rpartition("-")[0] for xid in operations().prepared_branches(cursor)
