@@ -463,6 +463,7 @@ class CrashConsistencyTestCase(SimpleTestCase):
     """A migrated MariaDB of the test's own, an API client's token, and gunicorn on them."""
 
     WORKERS = 4
+    SERVER_ENVIRONMENT: dict[str, str] = {}  # more of gunicorn's environment
 
     def setUp(self):
         if not Path(MARIADBD).exists() or not shutil.which("mariadb-install-db"):
@@ -484,7 +485,7 @@ class CrashConsistencyTestCase(SimpleTestCase):
             # exactly one request and the checks can name it. A gthread worker (the default)
             # killed cuts every request it holds alike: their transactions roll back the same way.
             environment={"DATABASE_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
-                         "GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1"},
+                         "GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1", **self.SERVER_ENVIRONMENT},
         )
         self.addCleanup(self.server.stop)
 
@@ -734,6 +735,11 @@ class WorkerCrashTests(CrashConsistencyTestCase):
     CLIENTS = 3
     BATCHES_PER_CLIENT = 5
     BATCH_RECORDS = 8_000
+    # Each batch on one connection (services.batch_parts writes one of 2,000 records or more in
+    # parts, on two connections, committed one after the other): the kill after a commit needs
+    # one batch at a time to write and commit, as the customers' locks make it on one connection.
+    # Batches in parts are crashed by DatabaseCrashTests (3,000 records), and in tests/test_batch_parts.py.
+    SERVER_ENVIRONMENT = {"CDP_BATCH_WRITERS": "1"}
     # Few enough customers that every batch has most of them: the batches take the customers'
     # locks in turn, so only one at a time is writing, and the commit seen is the watched one's.
     CUSTOMERS = 2_000
