@@ -236,10 +236,10 @@ class PincodeTotalDelta(models.Model):
 class CommittedBatch(models.Model):
     """The commit decision of a batch written in parts at once (``services.batch_parts``).
 
-    The batch's first part inserts this row in its own branch of the two-phase commit, so the
-    row is there exactly when that branch committed: the other parts are then committed too,
-    by the writer or, after a crash, by ``batch_parts.recover_prepared_parts``. The writer
-    deletes the row once every part is committed; one left by a crash is pruned by the worker.
+    Writer 0 inserts this row first in its branch of the two-phase commit, so the row is there
+    exactly when that branch committed: the other branches are then committed too, by the
+    writer or, after a crash, by ``batch_parts.recover_prepared_parts``. The writer deletes the
+    row once every branch is committed; one left by a crash is pruned by the worker.
     """
 
     batch_id = models.CharField(max_length=32, primary_key=True)

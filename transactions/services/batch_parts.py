@@ -93,9 +93,9 @@ def ingest_batch(raw_records: Sequence) -> tuple[dict[str, dict], list]:
     from .ingest import ingest_transactions  # ingest -> bulk; this module is the API's
 
     written = _ingest_in_parts(raw_records) if _writes_in_parts(raw_records) else None
-    if isinstance(written, tuple):
+    if isinstance(written, tuple):  # answered: the errors, or every record stored
         return written
-    records = written
+    records = written  # validated but not stored (a writer failed), or None: not validated yet
     if records is None:
         records, errors = _validated(raw_records, range(len(raw_records)))
         if errors:
@@ -426,7 +426,7 @@ def recover_prepared_parts(using: str = DEFAULT_DB_ALIAS) -> int:
 
 
 def _was_committed(batch_id: str, *, using: str) -> bool | None:
-    """Whether the batch's row is committed, once its first part is finished (its lock taken);
+    """Whether the batch's row is committed, once writer 0's branch is finished (its lock taken);
     None if that takes longer than ``DECISION_WAIT_SECONDS``."""
     db = connections[using]
     ops = operations(db)
