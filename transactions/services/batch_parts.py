@@ -127,7 +127,8 @@ def _writes_in_parts(raw_records: Sequence) -> bool:
 
 
 def _customer_id_as_sent(raw: object) -> int | None:
-    """The customer id a record will have if it is valid, or None where that takes validating."""
+    """The customer id a record will have if it is valid (``validation.clean_customer_id`` gives
+    the same for these two spellings), or None where that takes validating."""
     if type(raw) is TransactionRecord:
         return raw.customer_id
     value = raw.get("customer_id") if type(raw) is dict else None
@@ -169,7 +170,8 @@ def _ingest_in_parts(raw_records: Sequence) -> tuple[dict[str, dict], list] | li
         records: list = [None] * len(raw_records)
         errors: dict[str, dict] = {}
         # Begun while this thread validates the first slice, so its writer can start on it at once.
-        stored: list[Future] = [writer.submit(branch.begin) for branch, writer in zip(branches, writers)]
+        begun = [writer.submit(branch.begin) for branch, writer in zip(branches, writers)]
+        stored: list[Future] = []  # each slice's outcomes
         try:
             for number, indexes in enumerate(slices):
                 valid, invalid = _validated(raw_records, indexes, let_others_run=YIELD_EVERY > 0)
@@ -182,12 +184,11 @@ def _ingest_in_parts(raw_records: Sequence) -> tuple[dict[str, dict], list] | li
                 # The staging file's text made here: the writers then hold the GIL only between
                 # statements, instead of taking turns with this thread's validation.
                 stored.append(writer.submit(branch.store, bulk.PreparedRecords(valid), indexes))
-            failures = _failures(stored)
-            stored = stored[len(branches):]  # each slice's outcomes
+            failures = _failures(begun + stored)
             if not errors and not failures:
                 failures = _failures([writer.submit(branch.prepare) for branch, writer in zip(branches, writers)])
         except BaseException:
-            _failures(stored)
+            _failures(begun + stored)
             _roll_back(branches, writers)
             raise
         if errors or failures:
