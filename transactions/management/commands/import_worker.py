@@ -39,8 +39,8 @@ from django_tasks_db.utils import exclusive_transaction, is_locked_database_exce
 from django.utils.crypto import get_random_string
 
 from transactions import services
-from transactions.services.imports import clean_orphaned_import_tasks
 from transactions.services import batch_parts
+from transactions.services.imports import clean_orphaned_import_tasks
 
 logger = logging.getLogger("transactions.import_worker")
 
