@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from unittest import mock
 
 from django.core.exceptions import ValidationError
 from django.test import SimpleTestCase
@@ -344,6 +345,60 @@ class StateTests(CleanerAssertions, SimpleTestCase):
         # Holds for the Unicode version of this Python; a newer one that folds longer fails here.
         longest_fold = max(len(chr(code).casefold()) for code in range(0x110000) if not 0xD800 <= code <= 0xDFFF)
         self.assertLessEqual(longest_fold * validation.STATE_MAX_LENGTH, validation.STATE_KEY_MAX_LENGTH)
+
+
+class FastPathTests(SimpleTestCase):
+    """Each cleaner with a fast path for the common spelling answers every value as its general
+    path does: the same value (of the same type and, for amounts, the same decimal places) or
+    the same error. The values sit on both sides of each fast path's checks."""
+
+    SPELLINGS = {
+        clean_customer_id: [
+            1, 20544, 0, -1, 2**63 - 1, 2**63, True, False, 1.0, "1", "20544", "0", "00", "01", "-1", "+1",
+            " 12", "12 ", "1 2", "", "9223372036854775807", "9223372036854775808", "0009223372036854775807",
+            "99999999999999999999", "١٢", "²", "１２", "1.0", "1e3", None, [1],
+        ],
+        clean_transaction_amount: [
+            "599.30", "0.01", "0.00", "00.00", "999999999999.99", "1000000000000.00", "0999999999999.99",
+            "01.50", "1.5", "1.50", "1.500", "1.", ".50", " 1.50", "1.50 ", "+1.50", "-1.50", "1e2", "1.50e0",
+            "١.٥٠", "1,000.00", "NaN", "", 1, 0, 1.5, Decimal("1.5"), Decimal("1.50"), Decimal("0.00"), True, None,
+        ],
+        clean_mob_no: [
+            "9876543210", "1234567", "123456", "123456789012345", "1234567890123456", "+919876543210",
+            "98765 43210", "98765-43210", " 9876543210", "9876543210 ", "0000000", "９８７６５４３２１０",
+            "٩٨٧٦٥٤٣٢١٠", "", 9876543210, -9876543210, True, None,
+        ],
+        clean_pincode: [
+            "110001", "011000", "000000", "11000", "1100011", " 110001", "110001 ", "11000a", "١١٠٠٠١",
+            "１１０００１", "+11000", "", 110001, 11000, True, None,
+        ],
+    }
+
+    def test_the_table_names_every_fast_path(self):
+        self.assertEqual(set(validation.FAST_PATHS), set(self.SPELLINGS))
+
+    def test_fast_and_general_paths_agree(self):
+        for cleaner, general in validation.FAST_PATHS.items():
+            for value in self.SPELLINGS[cleaner]:
+                with self.subTest(cleaner=cleaner.__name__, value=value):
+                    self.assertEqual(self._answer(cleaner, value), self._answer(general, value))
+
+    def test_the_common_spellings_take_the_fast_path(self):
+        # Each cleaner's general path replaced by one that fails: the common spellings still pass.
+        common = {clean_customer_id: "20544", clean_transaction_amount: "599.30", clean_mob_no: "9876543210",
+                  clean_pincode: "110001"}
+        for cleaner, value in common.items():
+            general = validation.FAST_PATHS[cleaner]
+            with self.subTest(cleaner=cleaner.__name__), mock.patch.object(validation, general.__name__, side_effect=AssertionError):
+                self.assertEqual(str(cleaner(value)), value)
+
+    @staticmethod
+    def _answer(cleaner, value):
+        try:
+            cleaned = cleaner(value)
+        except ValidationError as exc:
+            return ("error", exc.messages, exc.code)
+        return ("value", type(cleaned), str(cleaned))
 
 
 class ParseTransactionRecordTests(SimpleTestCase):

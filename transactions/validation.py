@@ -40,6 +40,8 @@ _DIGITS = re.compile(r"[0-9]+")
 _PINCODE = re.compile(r"[1-9][0-9]{5}")
 _MOB_NO_SEPARATORS = re.compile(r"[ \-]")
 _DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+# An amount as files spell it, in cents and within the maximum (``clean_transaction_amount``).
+_CENTS = re.compile(r"[0-9]{1,12}\.[0-9]{2}")
 
 
 # Written once, not on every call: a file import validates millions of records.
@@ -75,6 +77,18 @@ def _clean_text(value: object, *, max_length: int, what: str) -> str:
 
 def clean_customer_id(value: object) -> int:
     """An integer 1 ≤ id ≤ 2^63−1, or a string of ASCII digits meaning one."""
+    # The two common spellings first (see ``FAST_PATHS``).
+    if type(value) is int:
+        if 1 <= value <= MAX_CUSTOMER_ID:
+            return value
+    elif type(value) is str and value.isdigit() and value.isascii() and len(value) <= 19:
+        number = int(value)
+        if 1 <= number <= MAX_CUSTOMER_ID:
+            return number
+    return _clean_customer_id_generally(value)
+
+
+def _clean_customer_id_generally(value: object) -> int:
     message = _CUSTOMER_ID_MESSAGE
     if isinstance(value, bool):
         raise _invalid(message, "invalid")
@@ -128,6 +142,17 @@ def clean_decimal(value: object, *, what: str = "a number") -> Decimal:
 
 def clean_transaction_amount(value: object) -> Decimal:
     """A positive amount of at most 999,999,999,999.99 with at most 2 decimal places."""
+    # The common spelling first (a file's "1500.75", see ``FAST_PATHS``): no sign, exponent or
+    # space, at most 12 digits before the point (so at most the maximum), exactly two after it
+    # (so in cents already).
+    if type(value) is str and _CENTS.fullmatch(value):
+        amount = Decimal(value)
+        if amount:
+            return amount
+    return _clean_transaction_amount_generally(value)
+
+
+def _clean_transaction_amount_generally(value: object) -> Decimal:
     amount = clean_decimal(value, what="an amount")
     if amount <= 0:
         raise _invalid("Enter an amount greater than 0.", "min_value")
@@ -141,6 +166,13 @@ def clean_transaction_amount(value: object) -> Decimal:
 
 def clean_mob_no(value: object) -> str:
     """Digits only, after stripping spaces, dashes and one leading ``+``."""
+    # The common spelling first (digits alone, see ``FAST_PATHS``).
+    if type(value) is str and value.isdigit() and value.isascii() and MOB_NO_MIN_DIGITS <= len(value) <= MOB_NO_MAX_DIGITS:
+        return value
+    return _clean_mob_no_generally(value)
+
+
+def _clean_mob_no_generally(value: object) -> str:
     message = _MOB_NO_MESSAGE
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
@@ -186,11 +218,30 @@ clean_transaction_datetime = clean_datetime
 
 def clean_pincode(value: object) -> str:
     """Exactly 6 digits, not starting with 0; an integer is converted."""
+    # The common spelling first (see ``FAST_PATHS``).
+    if type(value) is str and len(value) == 6 and value.isdigit() and value.isascii() and value[0] != "0":
+        return value
+    return _clean_pincode_generally(value)
+
+
+def _clean_pincode_generally(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not _PINCODE.fullmatch(value.strip()):
         raise _invalid("Enter a pincode of exactly 6 digits that does not start with 0.", "invalid")
     return value.strip()
+
+
+# A file import validates millions of values, nearly all of them spelled alike: these cleaners
+# answer the common spelling first, in a few checks, and pass anything else to their general
+# path, which answers every spelling. Both must give the same answer (the same value, or the same
+# error) for every value; tests/test_validation.py holds them to it, through this table.
+FAST_PATHS = {
+    clean_customer_id: _clean_customer_id_generally,
+    clean_transaction_amount: _clean_transaction_amount_generally,
+    clean_mob_no: _clean_mob_no_generally,
+    clean_pincode: _clean_pincode_generally,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,8 +261,33 @@ class TransactionRecord:
     state_key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", (self.customer_id, self.transaction_datetime))
-        object.__setattr__(self, "state_key", state_key_for(self.state))
+        _set_key(self, (self.customer_id, self.transaction_datetime))
+        _set_state_key(self, state_key_for(self.state))
+
+
+# The slots' own setters, which a frozen dataclass's __setattr__ refuses to be: a record made
+# through them (``_valid_record``) takes half the time of its generated __init__ (0.7 against
+# 1.6 µs), which calls object.__setattr__ for each field.
+_set_key = TransactionRecord.__dict__["key"].__set__
+_set_state_key = TransactionRecord.__dict__["state_key"].__set__
+(_set_customer_id, _set_name, _set_amount, _set_mob_no, _set_datetime, _set_pincode, _set_state) = (
+    TransactionRecord.__dict__[name].__set__
+    for name in ("customer_id", "name", "transaction_amount", "mob_no", "transaction_datetime", "pincode", "state")
+)
+
+
+def _valid_record(customer_id, name, transaction_amount, mob_no, transaction_datetime, pincode, state) -> TransactionRecord:
+    """``TransactionRecord(...)`` of seven cleaned values, made as its __init__ makes it."""
+    record = object.__new__(TransactionRecord)
+    _set_customer_id(record, customer_id)
+    _set_name(record, name)
+    _set_amount(record, transaction_amount)
+    _set_mob_no(record, mob_no)
+    _set_datetime(record, transaction_datetime)
+    _set_pincode(record, pincode)
+    _set_state(record, state)
+    record.__post_init__()
+    return record
 
 
 TRANSACTION_FIELD_CLEANERS = {
@@ -243,7 +319,7 @@ def parse_transaction_record(raw: object) -> TransactionRecord:
         # None included: every cleaner rejects it) goes the long way, which finds every
         # field's messages; so the answer is the same either way.
         try:
-            return TransactionRecord(
+            return _valid_record(
                 clean_customer_id(raw["customer_id"]),
                 clean_name(raw["name"]),
                 clean_transaction_amount(raw["transaction_amount"]),
