@@ -364,18 +364,23 @@ def _ranked_rows(totals: QuerySet, *, limit: int, with_names: bool = False) -> l
     summed, params = totals.values_list("pincode", "customer_id", "total_transaction_amount").query.sql_with_params()
     ranked = quote("ranked")
     select = f"SELECT {ranked}.{pincode}, {ranked}.{customer}, {ranked}.{total}"
+    joined = ""
     if with_names:
-        # A look-up by key for each ranked row: PostgreSQL planned a join as a hash of every
-        # customer (half of the statement's 62 ms for half the largest state's pincodes).
-        customers = quote(Customer._meta.db_table)
-        select += (f", (SELECT {quote(Customer._meta.get_field('name').column)} FROM {customers} "
-                   f"WHERE {customers}.{quote(Customer._meta.pk.column)} = {ranked}.{customer})")
+        customers, name = quote(Customer._meta.db_table), quote(Customer._meta.get_field("name").column)
+        customer_key = f"{customers}.{quote(Customer._meta.pk.column)} = {ranked}.{customer}"
+        if operations().joins_names_to_ranked_rows:
+            select += f", {customers}.{name}"
+            joined = f" JOIN {customers} ON {customer_key}"
+        else:
+            # A look-up by key for each ranked row: PostgreSQL planned a join as a hash of every
+            # customer (half of the statement's 62 ms for half the largest state's pincodes).
+            select += f", (SELECT {name} FROM {customers} WHERE {customer_key})"
     rows = _fetched(
         f"{select} FROM ("
         f"SELECT {pincode}, {customer}, {total}, "
         f"ROW_NUMBER() OVER (PARTITION BY {pincode} ORDER BY {total} DESC, {customer} ASC) AS {rank} "
         f"FROM ({summed}) {quote('summed')}"
-        f") {ranked} WHERE {ranked}.{rank} <= %s ORDER BY {ranked}.{pincode}, {ranked}.{rank}",
+        f") {ranked}{joined} WHERE {ranked}.{rank} <= %s ORDER BY {ranked}.{pincode}, {ranked}.{rank}",
         (*params, limit),
     )
     if not operations().exact_decimal_sums:

@@ -33,6 +33,10 @@ class Operations:
     # one by two-phase commit (``two_phase_*``): MySQL/MariaDB's XA on a single server (a
     # Galera cluster has no XA). ``services.batch_parts`` writes a big batch that way.
     has_two_phase_commit = False
+    # Whether the names of a ranking's few rows are read faster by joining the customers to
+    # them than by a look-up of each in a subquery (``selectors._ranked_rows``). PostgreSQL
+    # planned the join as a hash of every customer; MariaDB ran each look-up as a subquery.
+    joins_names_to_ranked_rows = False
 
     def __init__(self, connection) -> None:
         self.connection = connection

@@ -32,6 +32,9 @@ class MySQLOperations(Operations):
     # One statement runs on one core of the server: a window's sums split in two took 182 ms
     # where one statement took 282 (docs/PERFORMANCE.md).
     reads_faster_in_parts = True
+    # Half the largest state's pincodes ranked with names, a million rows: the statement took
+    # 92-114 ms with the join where it took 98-121 ms with a look-up per row (ANALYZE, in turn).
+    joins_names_to_ranked_rows = True
 
     def __init__(self, connection) -> None:
         super().__init__(connection)
