@@ -42,9 +42,7 @@ def has_two_phase_commit() -> bool:
 
 
 def prepared_parts() -> list[str]:
-    with connection.cursor() as cursor:
-        prefix = batch_parts._xid_prefix(connection)  # this database's
-        return sorted(xid for xid in operations().prepared_branches(cursor) if xid.startswith(prefix))
+    return sorted(xid for xid, _, _ in batch_parts._prepared_branches(connection))  # this database's
 
 
 def batch_of(customers: range, *, moment: str = "2024-03-01T10:00:00Z", **overrides) -> list[dict]:

@@ -52,13 +52,14 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
 from ..models import CommittedBatch
 from ..parts import close_pool_connections
 from ..sql import operations
-from ..validation import RecordInvalid, TransactionRecord, parse_transaction_record
+from ..validation import RecordInvalid, TransactionRecord, clean_customer_id, parse_transaction_record
 from . import bulk
 
 logger = logging.getLogger(__name__)
@@ -127,16 +128,17 @@ def _writes_in_parts(raw_records: Sequence) -> bool:
 
 
 def _customer_id_as_sent(raw: object) -> int | None:
-    """The customer id a record will have if it is valid (``validation.clean_customer_id`` gives
-    the same for these two spellings), or None where that takes validating."""
+    """The customer id a record will have if it is valid (``validation.clean_customer_id``, whose
+    common spellings take a few checks), or None where it has none: the batch is then not split,
+    and its validation says why."""
     if type(raw) is TransactionRecord:
         return raw.customer_id
-    value = raw.get("customer_id") if type(raw) is dict else None
-    if type(value) is int:
-        return value
-    if type(value) is str and value.isascii() and value.isdigit():
-        return int(value)
-    return None
+    if type(raw) is not dict or "customer_id" not in raw:
+        return None
+    try:
+        return clean_customer_id(raw["customer_id"])
+    except ValidationError:
+        return None
 
 
 def _slices(raw_records: Sequence, count: int) -> list[list[int]] | None:
@@ -199,7 +201,7 @@ def _ingest_in_parts(raw_records: Sequence) -> tuple[dict[str, dict], list] | li
                 raise next(exc for exc in failures if not isinstance(exc, DatabaseError))
             logger.info("batch %s: a writer failed (%r); written on one connection", batch_id, failures[0])
             return records
-        _commit(batch_id, branches, writers, prefix=prefix)
+        _commit(batch_id, branches, writers)
     finally:
         _give_back(writers)
     outcomes: list = [None] * len(raw_records)
@@ -315,7 +317,7 @@ def _roll_back(branches: list[_Branch], writers: list[ThreadPoolExecutor]) -> No
             logger.warning("prepared parts left for later recovery (%r)", exc)
 
 
-def _commit(batch_id: str, branches: list[_Branch], writers: list[ThreadPoolExecutor], *, prefix: str) -> None:
+def _commit(batch_id: str, branches: list[_Branch], writers: list[ThreadPoolExecutor]) -> None:
     """Writer 0's branch first: its commit is the batch's. A failed commit is left to recovery
     (every connection of the batch closed) and raised: the client is told the batch failed,
     and a resend finds it stored whole or not at all."""
@@ -323,7 +325,7 @@ def _commit(batch_id: str, branches: list[_Branch], writers: list[ThreadPoolExec
         try:
             writer.submit(branch.commit).result()
         except DatabaseError:
-            _let_recovery_finish(writers, f"{prefix}{batch_id}-")
+            _let_recovery_finish(writers, batch_id)
             raise
     try:
         CommittedBatch.objects.filter(pk=batch_id).delete()  # every branch is in: no longer needed
@@ -331,7 +333,7 @@ def _commit(batch_id: str, branches: list[_Branch], writers: list[ThreadPoolExec
         logger.warning("batch %s: its row stays until the worker prunes it (%r)", batch_id, exc)
 
 
-def _let_recovery_finish(writers: list[ThreadPoolExecutor], batch_prefix: str) -> None:
+def _let_recovery_finish(writers: list[ThreadPoolExecutor], batch_id: str) -> None:
     """After a failed commit: every connection of the batch is closed, which leaves its
     prepared branches to anyone, and recovery finishes them as the batch's row says."""
     for writer in writers:
@@ -340,8 +342,7 @@ def _let_recovery_finish(writers: list[ThreadPoolExecutor], batch_prefix: str) -
     try:
         while True:
             recover_prepared_parts()
-            with connection.cursor() as cursor:
-                left = [xid for xid in operations().prepared_branches(cursor) if xid.startswith(batch_prefix)]
+            left = [xid for xid, batch, _ in _prepared_branches(connection) if batch == batch_id]
             if not left or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -393,6 +394,14 @@ def _xid_prefix(db) -> str:
     return f"{XID_PREFIX}{hashlib.sha1(name.encode()).hexdigest()[:8]}-"
 
 
+def _prepared_branches(db) -> list[tuple[str, str, str]]:
+    """This database's branches left prepared on the server: (xid, batch id, writer's number)."""
+    prefix = _xid_prefix(db)
+    with db.cursor() as cursor:
+        xids = [xid for xid in operations(db).prepared_branches(cursor) if xid.startswith(prefix)]
+    return [(xid, *xid[len(prefix):].rpartition("-")[::2]) for xid in xids]
+
+
 def recover_prepared_parts(using: str = DEFAULT_DB_ALIAS) -> int:
     """Finish this database's prepared branches that no live connection holds (a crash between
     the two phases): a first branch is rolled back, another committed if its batch's row is
@@ -401,13 +410,9 @@ def recover_prepared_parts(using: str = DEFAULT_DB_ALIAS) -> int:
     ops = operations(db)
     if not ops.has_two_phase_commit:
         return 0  # none were written (a Galera node, say, refuses XA)
-    prefix = _xid_prefix(db)
-    with db.cursor() as cursor:
-        xids = [xid for xid in ops.prepared_branches(cursor) if xid.startswith(prefix)]
     finished = 0
     # First branches first: a batch's row is locked until its first branch is finished.
-    for xid in sorted(xids, key=lambda xid: not xid.endswith("-0")):
-        batch_id, _, number = xid[len(prefix):].rpartition("-")
+    for xid, batch_id, number in sorted(_prepared_branches(db), key=lambda branch: branch[2] != "0"):
         if number == "0":
             commit = False
         else:
@@ -452,9 +457,6 @@ def prune_committed_batches(*, older_than) -> int:
     finished; the number deleted."""
     if not operations().has_two_phase_commit:
         return 0
-    prefix = _xid_prefix(connection)
-    with connection.cursor() as cursor:
-        pending = {xid[len(prefix):].rpartition("-")[0] for xid in operations().prepared_branches(cursor)
-                   if xid.startswith(prefix)}
+    pending = {batch_id for _, batch_id, _ in _prepared_branches(connection)}
     stale = CommittedBatch.objects.filter(created_at__lt=timezone.now() - older_than).exclude(pk__in=pending)
     return stale.delete()[0]
