@@ -298,6 +298,8 @@ def breakdown(csv_path: Path, *, rows: int, database: str, owner) -> None:
 def statement_kind(sql: bytes | str) -> str:
     """A statement's verb and table, e.g. "INSERT transactions_customer ... ON DUPLICATE KEY"."""
     text = sql.decode("utf-8", "replace") if isinstance(sql, bytes) else sql
+    if text.startswith("SET STATEMENT ") and " FOR " in text[:300]:  # MariaDB's per-statement settings
+        text = text[text.index(" FOR ") + 5:]
     words = text[:200].replace("`", "").split()
     verb = " ".join(words[:2]) if words[:1] == ["INSERT"] and words[1:2] == ["IGNORE"] else words[0] if words else ""
     table = next((w for w in words if w.startswith("transactions_") or w.startswith("django_")), "")

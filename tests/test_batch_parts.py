@@ -100,6 +100,7 @@ class BatchInPartsWriterTests(PartsTestMixin, WriterContract, TransactionTestCas
 
     returning = True
     bulk_loader = True
+    writes_in_parts = True
 
     def setUp(self):
         super().setUp()

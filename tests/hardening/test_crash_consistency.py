@@ -384,7 +384,8 @@ class ServerWatch:
                 "SELECT id, host, LEFT(info, 60), LENGTH(info) FROM information_schema.processlist "
                 "WHERE command = 'Query' AND info LIKE %s AND (LENGTH(info) >= %s OR info LIKE %s) "
                 "AND id <> CONNECTION_ID()",
-                [f"INSERT%INTO `{table}` (%", BATCH_STATEMENT_BYTES, f"%FROM `{STAGING_TABLE}`%"],
+                # (The set-based INSERT ... SELECT may come behind MariaDB's SET STATEMENT ... FOR.)
+                [f"%INSERT%INTO `{table}` (%", BATCH_STATEMENT_BYTES, f"%FROM `{STAGING_TABLE}`%"],
             )
             return [BatchWrite(connection_id, int(host.rsplit(":", 1)[-1]), statement, size)
                     for connection_id, host, statement, size in cursor.fetchall()]

@@ -11,8 +11,9 @@ SQL literals and per-row statements cost more than the server's own work:
 2. one join finds the staged keys that are stored already; they leave the staging table, and
    Python tells duplicates from conflicts by the API's rule (``ingest._same_payment``);
 3. grouped statements add what is left to the customers (in id order, which takes their row
-   locks in the order ``ingest`` takes them), store the transactions (INSERT ... SELECT), add
-   to the per-pincode totals and append the month and pincode deltas.
+   locks in the order ``ingest`` takes them), store the transactions (INSERT ... SELECT) and add
+   to the per-pincode totals; the month and pincode deltas, a few hundred rows, are worked out
+   in Python by ``totals.SummaryDeltas``, as every other writer's are, and appended.
 
 All of it runs in the caller's transaction. The look-up takes no locks: a key another writer
 stores meanwhile makes the INSERT fail on the unique constraint (IntegrityError), and
@@ -29,7 +30,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from .. import selectors
-from ..models import Customer, CustomerPincodeTotal, MonthlyTotalDelta, PincodeTotalDelta, Transaction
+from ..models import Customer, CustomerPincodeTotal, Transaction
 from ..sql import operations
 from ..validation import TransactionRecord
 from . import totals
@@ -99,7 +100,7 @@ def store_in_bulk(records: Sequence[TransactionRecord], *, indexes: Sequence[int
                 _add_to_customers(cursor)
                 _insert_transactions(cursor, staged)
                 _add_to_pincode_totals(cursor)
-                _append_summary_deltas(cursor)
+                _summary_deltas(records, stored).write()
         except BaseException:
             try:  # the next attempt drops it anyway; the error that got here is the one to tell
                 cursor.execute(ops.drop_staging_table(table=STAGING_TABLE))
@@ -194,13 +195,20 @@ def _add_to_customers(cursor) -> None:
 
 
 def _insert_transactions(cursor, staged: int) -> None:
-    """The staged rows into the transactions table, in key order (the unique index fills in order)."""
+    """The staged rows into the transactions table, in key order (the unique index fills in order).
+
+    Every staged row's customer was upserted just before, by this transaction, which holds its
+    row lock until it commits: the customer exists, and no one can delete it meanwhile. So the
+    foreign key is not checked again row by row (``parents_known``)."""
     columns = [_quote(_column(name)) for name in STAGED_FIELDS]
     customer, moment = _quote(_column("customer")), _quote(_column("transaction_datetime"))
+    ops = operations()
     cursor.execute(
-        f"INSERT INTO {_quote(Transaction._meta.db_table)} ({', '.join(columns)}, {_quote(_column('created_at'))}) "
-        f"SELECT {', '.join(columns)}, %s FROM {_quote(STAGING_TABLE)} ORDER BY {customer}, {moment}",
-        [operations().adapt_datetime(timezone.now())],
+        ops.parents_known(
+            f"INSERT INTO {_quote(Transaction._meta.db_table)} ({', '.join(columns)}, {_quote(_column('created_at'))}) "
+            f"SELECT {', '.join(columns)}, %s FROM {_quote(STAGING_TABLE)} ORDER BY {customer}, {moment}"
+        ),
+        [ops.adapt_datetime(timezone.now())],
     )
     if cursor.rowcount != staged:
         raise DatabaseError(f"stored {cursor.rowcount} of {staged} staged transactions")
@@ -225,28 +233,18 @@ def _add_to_pincode_totals(cursor) -> None:
     )
 
 
-def _append_summary_deltas(cursor) -> None:
-    """The SQL half of ``totals.SummaryDeltas.add``: per month (of the UTC datetime) and per
-    pincode and spelling of its state, what the staged rows add, appended as new delta rows."""
-    ops = operations()
-    staging = _quote(STAGING_TABLE)
-    moment, state_key, pincode, state, amount = (
-        _quote(_column(name)) for name in ("transaction_datetime", "state_key", "pincode", "state", "transaction_amount")
-    )
-    month = ops.month_start(moment)
-    months = ", ".join(_quote(column(MonthlyTotalDelta, field)) for field in ("month", "transaction_count", "total_amount"))
-    cursor.execute(
-        f"INSERT INTO {_quote(MonthlyTotalDelta._meta.db_table)} ({months}) "
-        f"SELECT {month}, COUNT(*), SUM({amount}) FROM {staging} GROUP BY {month} ORDER BY {month}"
-    )
-    pincodes = ", ".join(
-        _quote(column(PincodeTotalDelta, field)) for field in ("state_key", "pincode", "state", "transaction_count", "total_amount")
-    )
-    # One row per exact spelling, in the order first sent (the seam's collation: the staged
-    # column compares as the transactions' does, which may call two spellings one).
-    spelled = f"{state} COLLATE {ops.exact_collation}" if ops.exact_collation else state
-    cursor.execute(
-        f"INSERT INTO {_quote(PincodeTotalDelta._meta.db_table)} ({pincodes}) "
-        f"SELECT {state_key}, {pincode}, {spelled}, COUNT(*), SUM({amount}) FROM {staging} "
-        f"GROUP BY {state_key}, {pincode}, {spelled} ORDER BY MIN(seq)"
-    )
+def _summary_deltas(records: PreparedRecords, stored: dict) -> totals.SummaryDeltas:
+    """What the staged records (each key's first record, less those stored already) add to the
+    per-month and per-pincode figures, added up in batch order as every writer adds them
+    (``totals.SummaryDeltas.add``), so a pincode's spellings come in the order first sent.
+
+    In Python, not as grouped statements over the staging table: two scans of it cost the server
+    2.5 us a row for a few hundred rows of answer (docs/PERFORMANCE.md, eighth session); the
+    loop costs about 1 us a row.
+    """
+    deltas = totals.SummaryDeltas()
+    add = deltas.add
+    for index in sorted(records.first_of_key.values()):
+        if index not in stored:
+            add(records[index], sign=1)
+    return deltas

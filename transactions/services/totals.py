@@ -53,8 +53,8 @@ Row = Transaction | TransactionRecord
 # folding one batch's rows per customer (``customer_additions``), and in SQL, folding that into
 # the stored row (``CUSTOMER_ADDITION``). The set-based writer of big batches restates the
 # Python half in SQL over its staging table (``bulk._add_to_customers``) and folds it in with the
-# same upsert; its per-pincode totals and deltas restate ``add_to_pincode_totals`` and
-# ``SummaryDeltas.add`` the same way (``bulk._add_to_pincode_totals``, ``bulk._append_summary_deltas``).
+# same upsert; its per-pincode totals restate ``add_to_pincode_totals`` the same way
+# (``bulk._add_to_pincode_totals``). Its month and pincode deltas are ``SummaryDeltas``'.
 
 
 @dataclass(slots=True)
@@ -209,7 +209,7 @@ class SummaryDeltas:
         self.pincodes: dict[tuple[str, str, str], list] = {}
 
     def add(self, row: Row, *, sign: int) -> None:
-        # The month is that of the UTC moment; restated in SQL by bulk._append_summary_deltas.
+        # The month is that of the UTC moment.
         amount = row.transaction_amount if sign > 0 else -row.transaction_amount
         moment = row.transaction_datetime
         if moment.tzinfo is not dt.timezone.utc:

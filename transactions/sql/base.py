@@ -174,6 +174,11 @@ class Operations:
         key = ", ".join(self.quote(name) for name in primary_key)
         return f"CREATE TEMPORARY TABLE {self.quote(table)} ({spelled}, PRIMARY KEY ({key}))"
 
+    def parents_known(self, insert: str) -> str:
+        """An INSERT ... SELECT whose every row's parent row (a foreign key's target) this very
+        transaction has just written and holds locked: the rows need no foreign key check each."""
+        return insert
+
     def bulk_session_statements(self) -> list[str]:
         """What a connection runs before it stages rows (session settings)."""
         return []
@@ -203,7 +208,3 @@ class Operations:
         """A SELECT joining a derived table of per-customer sums to another table, planned so
         that the sums are computed once (not again for each joined row)."""
         return select
-
-    def month_start(self, datetime_sql: str) -> str:
-        """The first day (a DATE) of the month of a UTC datetime column."""
-        raise NotImplementedError

@@ -143,6 +143,14 @@ class MySQLOperations(Operations):
             return f"SET STATEMENT optimizer_switch='split_materialized=off' FOR {select}"
         return select
 
+    def parents_known(self, insert: str) -> str:
+        # Each row's check is a look-up of its parent under a shared lock: 10-13% of the staged
+        # transactions' INSERT ... SELECT (docs/PERFORMANCE.md, eighth session). For this
+        # statement only, on MariaDB (MySQL has no SET STATEMENT).
+        if self.connection.mysql_is_mariadb:
+            return f"SET STATEMENT foreign_key_checks=0 FOR {insert}"
+        return insert
+
     def insert_start(self, *, skip_conflicts: bool = False) -> str:
         # IGNORE would also skip a row for another error (a value too long, say) with a warning
         # of its own: check_skipped_rows catches that.
@@ -267,6 +275,3 @@ class MySQLOperations(Operations):
         warnings = self.connection.connection.warning_count()
         if cursor.rowcount != rows or warnings:
             raise DatabaseError(f"LOAD DATA loaded {cursor.rowcount} of {rows} rows with {warnings} warnings")
-
-    def month_start(self, datetime_sql: str) -> str:
-        return f"(DATE({datetime_sql}) - INTERVAL (DAYOFMONTH({datetime_sql}) - 1) DAY)"
