@@ -13,7 +13,7 @@ SQL literals and per-row statements cost more than the server's own work:
 3. grouped statements add what is left to the customers (in id order, which takes their row
    locks in the order ``ingest`` takes them), store the transactions (INSERT ... SELECT) and add
    to the per-pincode totals; the month and pincode deltas, a few hundred rows, are worked out
-   in Python by ``totals.SummaryDeltas``, as every other writer's are, and appended.
+   in Python by ``totals.append_summary_deltas``, as every other writer's are.
 
 All of it runs in the caller's transaction. The look-up takes no locks: a key another writer
 stores meanwhile makes the INSERT fail on the unique constraint (IntegrityError), and
@@ -100,7 +100,12 @@ def store_in_bulk(records: Sequence[TransactionRecord], *, indexes: Sequence[int
                 _add_to_customers(cursor)
                 _insert_transactions(cursor, staged)
                 _add_to_pincode_totals(cursor)
-                _summary_deltas(records, stored).write()
+                # The month and pincode deltas in Python, as every writer adds them: grouped
+                # statements over the staging table cost the server 2.4 us a row for a few
+                # hundred rows of answer; the loop costs 0.9 (docs/PERFORMANCE.md, eighth session).
+                totals.append_summary_deltas(
+                    records[index] for index in sorted(first_of_key.values()) if index not in stored
+                )
         except BaseException:
             try:  # the next attempt drops it anyway; the error that got here is the one to tell
                 cursor.execute(ops.drop_staging_table(table=STAGING_TABLE))
@@ -231,20 +236,3 @@ def _add_to_pincode_totals(cursor) -> None:
         f"SELECT {customer}, {state_key}, {pincode}, MIN({state}), SUM({amount}), COUNT(*) FROM {_quote(STAGING_TABLE)} "
         f"GROUP BY {customer}, {state_key}, {pincode} ORDER BY {customer}, {state_key}, {pincode} {suffix}"
     )
-
-
-def _summary_deltas(records: PreparedRecords, stored: dict) -> totals.SummaryDeltas:
-    """What the staged records (each key's first record, less those stored already) add to the
-    per-month and per-pincode figures, added up in batch order as every writer adds them
-    (``totals.SummaryDeltas.add``), so a pincode's spellings come in the order first sent.
-
-    In Python, not as grouped statements over the staging table: two scans of it cost the server
-    2.5 us a row for a few hundred rows of answer (docs/PERFORMANCE.md, eighth session); the
-    loop costs about 1 us a row.
-    """
-    deltas = totals.SummaryDeltas()
-    add = deltas.add
-    for index in sorted(records.first_of_key.values()):
-        if index not in stored:
-            add(records[index], sign=1)
-    return deltas

@@ -210,10 +210,7 @@ def _store(
 
         # 3. Everything was stored: the other totals follow.
         totals.add_to_pincode_totals(to_store)
-        deltas = totals.SummaryDeltas()
-        for record in to_store:
-            deltas.add(record, sign=1)
-        deltas.write()
+        totals.append_summary_deltas(to_store)
 
     if not known_repeats and len(candidates) == len(records):
         return [IngestOutcome(index=index, status="created") for index in range(len(records))], stored_keys

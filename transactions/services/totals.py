@@ -54,7 +54,7 @@ Row = Transaction | TransactionRecord
 # the stored row (``CUSTOMER_ADDITION``). The set-based writer of big batches restates the
 # Python half in SQL over its staging table (``bulk._add_to_customers``) and folds it in with the
 # same upsert; its per-pincode totals restate ``add_to_pincode_totals`` the same way
-# (``bulk._add_to_pincode_totals``). Its month and pincode deltas are ``SummaryDeltas``'.
+# (``bulk._add_to_pincode_totals``). Its month and pincode deltas are ``append_summary_deltas``'.
 
 
 @dataclass(slots=True)
@@ -168,10 +168,7 @@ def add_stored_rows(rows: Sequence[Row]) -> None:
         return
     add_to_customers(customer_additions(rows))
     add_to_pincode_totals(rows)
-    deltas = SummaryDeltas()
-    for row in rows:
-        deltas.add(row, sign=1)
-    deltas.write()
+    append_summary_deltas(rows)
 
 
 def rebuild_customer_totals(*, customer_ids: Iterable[int]) -> None:
@@ -240,6 +237,16 @@ class SummaryDeltas:
             ["state_key", "pincode", "state", "transaction_count", "total_amount"],
             [(*key, count, amount) for key, (count, amount) in self.pincodes.items() if count or amount],
         )
+
+
+def append_summary_deltas(rows: Iterable[Row]) -> None:
+    """Append what newly stored rows add to the per-month and per-pincode figures, the rows
+    taken in the order they were sent (a pincode's spellings come in the order first sent)."""
+    deltas = SummaryDeltas()
+    add = deltas.add
+    for row in rows:
+        add(row, sign=1)
+    deltas.write()
 
 
 def fold_summary_deltas(*, max_rows: int = FOLD_BATCH_ROWS) -> int:
