@@ -32,9 +32,11 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=0, metavar="ROWS",
                         help="CDP_IMPORT_CHUNK_ROWS of the worker (default: the setting's).")
     parser.add_argument("--batches", type=int, default=0, metavar="N",
-                        help="After each round, store the file's first N x 10,000 rows as API batches "
-                             "(services.ingest_transactions, validation included), in parts and on one connection "
-                             "in turn (with --rounds 0: also row by row).")
+                        help="After each round, store the file's first N x 10,000 rows as API batches: as JSON "
+                             "over HTTP (POST /api/ingest-data to a gunicorn with gunicorn.conf.py, one client "
+                             "on one kept-alive connection), and through the service alone "
+                             "(services.ingest_batch, validation included), in parts and on one connection, "
+                             "each into an emptied database, in turn (with --rounds 0: also row by row).")
     parser.add_argument("--breakdown", type=int, default=0, metavar="ROWS",
                         help="Afterwards, time reading and writing the first ROWS rows one after the other.")
     args = parser.parse_args()
@@ -89,7 +91,7 @@ def main() -> None:
               f"{load_after[0]:.2f} after", flush=True)
         if args.batches:  # interleaved with the imports: import, batches, import, batches
             batch_rates = api_batches(csv_path, cursor, database=args.database, batches=args.batches,
-                                      writers=("set-based in parts", "set-based on one connection"))
+                                      writers=("JSON over HTTP", "set-based in parts", "set-based on one connection"))
             import_rate = args.rows / elapsed
             print(f"round {round_number}: rows/s against the import's {import_rate:,.0f}: " + ", ".join(
                 f"{writer} {rate / import_rate:.2f}x" for writer, rate in batch_rates), flush=True)
@@ -106,7 +108,8 @@ def main() -> None:
         breakdown(csv_path, rows=args.breakdown, database=args.database, owner=owner)
 
 
-BATCH_WRITERS = ("set-based in parts", "set-based on one connection", "row by row")
+BATCH_WRITERS = ("JSON over HTTP", "set-based in parts", "set-based on one connection", "row by row")
+HTTP_PORT = 8133
 
 
 def api_batches(csv_path: Path, cursor, *, database: str, batches: int, batch_records: int = 10_000,
@@ -130,7 +133,14 @@ def api_batches(csv_path: Path, cursor, *, database: str, batches: int, batch_re
     has_bulk_loader, batch_writers = operations().has_bulk_loader, settings.CDP_BATCH_WRITERS
     rates = []
     for writer in writers:
-        fresh_database(cursor, database)
+        owner = fresh_database(cursor, database)
+        if writer == "JSON over HTTP":
+            elapsed = http_batches(raw, owner=owner, batch_records=batch_records)
+            print(f"API batches of {batch_records:,}, {writer}: {len(raw):,} rows in {elapsed:.1f} s = "
+                  f"{len(raw) / elapsed:,.0f} rows/s ({elapsed / len(raw) * 1e6:.0f} us/row); load average "
+                  f"{os.getloadavg()[0]:.2f}", flush=True)
+            rates.append((writer, len(raw) / elapsed))
+            continue
         operations().has_bulk_loader = writer.startswith("set-based") and has_bulk_loader
         settings.CDP_BATCH_WRITERS = batch_writers if writer.endswith("in parts") else 1
         started = time.perf_counter()
@@ -145,6 +155,56 @@ def api_batches(csv_path: Path, cursor, *, database: str, batches: int, batch_re
         connection.close()
     operations().has_bulk_loader, settings.CDP_BATCH_WRITERS = has_bulk_loader, batch_writers
     return rates
+
+
+def http_batches(raw: list[dict], *, owner, batch_records: int) -> float:
+    """The records as JSON batches, POSTed one after the other on one kept-alive connection to a
+    gunicorn started for it (gunicorn.conf.py, throttles and the request log off) on the emptied
+    database; the seconds from the first request sent to the last answer read. Each answer is
+    checked: every record created or a repeat, as the service answers."""
+    import http.client
+    import json
+
+    from django.db import connection
+    from rest_framework.authtoken.models import Token
+
+    from transactions import services
+
+    services.assign_role(user=owner, role="api-client")
+    token = Token.objects.create(user=owner).key
+    connection.close()
+    bodies = [json.dumps(raw[first : first + batch_records]).encode() for first in range(0, len(raw), batch_records)]
+    env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{HTTP_PORT}", "CDP_REQUEST_LOG": "off",
+           "CDP_THROTTLE_USER": "none", "CDP_THROTTLE_ANON": "none", "GUNICORN_LOG_LEVEL": "warning"}
+    log = open(OUT / "imports-gunicorn.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "cdp_site.wsgi"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        client = None
+        for _ in range(300):
+            try:
+                client = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=120)
+                client.request("GET", "/api/health/")
+                if client.getresponse().read() and client.sock is not None:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("gunicorn did not start")
+        headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
+        started = time.perf_counter()
+        for body in bodies:
+            client.request("POST", "/api/ingest-data", body, headers)
+            response = client.getresponse()
+            answer = json.loads(response.read())
+            assert response.status == 200, (response.status, answer)
+            assert answer["created"] + answer["duplicates"] + answer["conflicts"] == answer["received"], answer
+        elapsed = time.perf_counter() - started
+        client.close()
+        return elapsed
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait()
 
 
 def fresh_database(cursor, database: str):
