@@ -22,7 +22,7 @@ from transactions.validation import RecordInvalid, parse_transaction_record
 from . import authentication
 from .exceptions import DatabaseUnavailable
 from .middleware import RETRY_AFTER_SECONDS
-from .json_codec import customer_totals_json, dumps_exact, pincode_rankings_json
+from .json_codec import batch_answer_json, customer_totals_json, dumps_exact, pincode_rankings_json
 from .permissions import CanIngestTransactions, CanViewTransactions
 from .serializers import (
     CustomerTotalSerializer,
@@ -130,17 +130,8 @@ class IngestTransactionsView(APIView):
         errors, outcomes = services.ingest_batch(body)
         if errors:
             return Response({"errors": errors}, status=status.HTTP_400_BAD_REQUEST)
-        results = [{"index": outcome.index, "status": outcome.status} for outcome in outcomes]
-        statuses = [outcome.status for outcome in outcomes]
-        return Response(
-            {
-                "received": len(outcomes),
-                "created": statuses.count("created"),
-                "duplicates": statuses.count("duplicate"),
-                "conflicts": statuses.count("conflict"),
-                "results": results,
-            }
-        )
+        # Written directly, as the single ingest's answer is: what the renderer would write.
+        return HttpResponse(batch_answer_json(outcomes), content_type="application/json")
 
 
 def _json_array_chunks(rows: Iterable[dict]) -> Iterator[bytes]:
