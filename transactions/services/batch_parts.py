@@ -61,6 +61,7 @@ from ..parts import close_pool_connections
 from ..sql import operations
 from ..validation import RecordInvalid, TransactionRecord, clean_customer_id, parse_transaction_record
 from . import bulk
+from .collector import collector_paused
 
 logger = logging.getLogger(__name__)
 
@@ -93,15 +94,18 @@ def ingest_batch(raw_records: Sequence) -> tuple[dict[str, dict], list]:
     ``IngestOutcome`` per record)."""
     from .ingest import ingest_transactions  # ingest -> bulk; this module is the API's
 
-    written = _ingest_in_parts(raw_records) if _writes_in_parts(raw_records) else None
-    if isinstance(written, tuple):  # answered: the errors, or every record stored
-        return written
-    records = written  # validated but not stored (a writer failed), or None: not validated yet
-    if records is None:
-        records, errors = _validated(raw_records, range(len(raw_records)))
-        if errors:
-            return errors, []
-    return {}, ingest_transactions(records=records)
+    # The batch's records live until it is stored: the collector walking them is time the
+    # writers wait for (``collector``).
+    with collector_paused():
+        written = _ingest_in_parts(raw_records) if _writes_in_parts(raw_records) else None
+        if isinstance(written, tuple):  # answered: the errors, or every record stored
+            return written
+        records = written  # validated but not stored (a writer failed), or None: not validated yet
+        if records is None:
+            records, errors = _validated(raw_records, range(len(raw_records)))
+            if errors:
+                return errors, []
+        return {}, ingest_transactions(records=records)
 
 
 def _validated(raw_records: Sequence, indexes, *, let_others_run: bool = False) -> tuple[list[TransactionRecord], dict[str, dict]]:

@@ -23,6 +23,7 @@ from django.utils import timezone
 from ..models import ImportJob, RejectedRow
 from .. import import_files
 from . import bulk
+from .collector import collector_paused
 from ..validation import RecordInvalid, TransactionRecord, parse_transaction_record
 from ..parts import close_pool_connections
 from ..sql import operations
@@ -209,16 +210,11 @@ def _collected_between(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
     walks the objects alive since the one before, about two chunks' worth however far apart
     they are, so once every few chunks costs that much less (once a chunk was still 5% of the
     samples). Records hold no cycles; what does (an exception's traceback) waits that long."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         for number, chunk in enumerate(chunks):
             if number % COLLECT_EVERY_CHUNKS == 0:
                 gc.collect(1)
             yield chunk
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _writers() -> int:
