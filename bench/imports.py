@@ -12,6 +12,7 @@ into a table with the same columns and indexes, and prints the ratio of the two.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -178,23 +179,22 @@ def http_batches(raw: list[dict], *, owner, batch_records: int) -> float:
     token = Token.objects.create(user=owner).key
     connection.close()
     bodies = [json.dumps(raw[first : first + batch_records]).encode() for first in range(0, len(raw), batch_records)]
-    env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{HTTP_PORT}", "CDP_REQUEST_LOG": "off",
-           "CDP_THROTTLE_USER": "none", "CDP_THROTTLE_ANON": "none", "GUNICORN_LOG_LEVEL": "warning"}
-    log = open(OUT / "imports-gunicorn.log", "w")
+    # As many workers as gunicorn.conf.py starts on this machine; each must have warmed up before
+    # the clock starts (a worker's start-up takes about a second of CPU).
+    workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+    env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{HTTP_PORT}", "GUNICORN_WORKERS": str(workers),
+           "CDP_REQUEST_LOG": "off", "CDP_THROTTLE_USER": "none", "CDP_THROTTLE_ANON": "none", "GUNICORN_LOG_LEVEL": "info"}
+    log_path = OUT / "imports-gunicorn.log"
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "cdp_site.wsgi"],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                              cwd=ROOT, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        client = None
-        for _ in range(300):
-            try:
-                client = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=120)
-                client.request("GET", "/api/health/")
-                if client.getresponse().read() and client.sock is not None:
-                    break
-            except OSError:
-                time.sleep(0.1)
+        for _ in range(600):
+            if log_path.read_text().count("warm-up done") >= workers:
+                break
+            time.sleep(0.05)
         else:
-            raise RuntimeError("gunicorn did not start")
+            raise RuntimeError(f"gunicorn's {workers} workers did not all warm up: see {log_path}")
+        client = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=120)
         headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
         started = time.perf_counter()
         for body in bodies:
