@@ -68,6 +68,8 @@ def main() -> None:
     admin = MySQLdb.connect(host=server["HOST"], port=port, user=server["USER"],
                             passwd=server["PASSWORD"] or "", local_infile=1)
     cursor = admin.cursor()
+    global SERVER_PORT
+    SERVER_PORT = port
     cursor.execute("SELECT @@innodb_buffer_pool_size, VERSION()")
     pool, version = cursor.fetchone()
     print(f"server {server['HOST']}:{port} ({version}), buffer pool {pool / 2**20:.0f} MB; "
@@ -211,6 +213,25 @@ def http_batches(raw: list[dict], *, owner, batch_records: int) -> float:
         server.wait()
 
 
+SERVER_PORT = 3306  # main() sets the server's
+
+
+def wait_for_quiet_server(*, timeout: float = 30.0) -> None:
+    """Wait until the database server's background work is done (the purge of a dropped
+    database, page flushing): until it uses under 5% of a core for half a second. What ran
+    before must not take CPU from what is timed next (the first of the batch writers after
+    LOAD DATA ran 5-10% slower than the same writer later in a round). Not on this machine:
+    no wait."""
+    deadline = time.monotonic() + timeout
+    before = server_cpu_seconds(SERVER_PORT)
+    while before >= 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = server_cpu_seconds(SERVER_PORT)
+        if now - before < 0.025:
+            return
+        before = now
+
+
 def fresh_database(cursor, database: str):
     """An empty database with the schema, and the importing user; the connection closed again."""
     from django.contrib.auth.models import User
@@ -221,7 +242,9 @@ def fresh_database(cursor, database: str):
     cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")
     cursor.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     call_command("migrate", verbosity=0)
-    return User.objects.create_user("bench-import")
+    user = User.objects.create_user("bench-import")
+    wait_for_quiet_server()
+    return user
 
 
 def import_file(csv_path: Path, *, owner, port: int):
@@ -261,6 +284,7 @@ def load_data(cursor, admin, database: str, csv_path: Path, *, rows: int) -> flo
     cursor.execute(f"USE `{database}`")
     cursor.execute("DROP TABLE IF EXISTS load_data_reference")
     cursor.execute("CREATE TABLE load_data_reference LIKE transactions_transaction")
+    wait_for_quiet_server()
     started = time.perf_counter()
     cursor.execute(
         f"LOAD DATA LOCAL INFILE '{csv_path}' IGNORE INTO TABLE load_data_reference "
