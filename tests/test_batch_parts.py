@@ -24,7 +24,7 @@ from django.test import TransactionTestCase
 from tests.support import ApiClientMixin, SummaryAssertionsMixin, record
 from tests.test_write_contract import WriterContract
 from transactions import services
-from transactions.models import CommittedBatch, Customer, Transaction
+from transactions.models import CommittedBatch, Customer, MonthlyTotalDelta, PincodeTotalDelta, Transaction
 from transactions.services import batch_parts
 from transactions.sql import operations
 from transactions.validation import parse_transaction_record
@@ -100,7 +100,6 @@ class BatchInPartsWriterTests(PartsTestMixin, WriterContract, TransactionTestCas
 
     returning = True
     bulk_loader = True
-    writes_in_parts = True
 
     def setUp(self):
         super().setUp()
@@ -149,6 +148,22 @@ class BatchInPartsTests(PartsTestMixin, SummaryAssertionsMixin, TransactionTestC
         self.assertEqual(Transaction.objects.count(), 40)
         self.assertEqual(CommittedBatch.objects.count(), 0)  # deleted once every branch was in
         self.assertStoredAsSent(batch_of(self.ids(1, 41)))
+
+    def test_a_batch_appends_its_deltas_once_in_writer_0s_branch_in_the_order_its_records_were_sent(self):
+        committed = self.branches_committed()
+        batch = batch_of(self.ids(1, 9), state="punjab")  # four slices of two customers each
+        batch[-1]["state"] = "PUNJAB"
+        batch.insert(0, batch.pop())  # the last slice's customer sent first
+        before = PincodeTotalDelta.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        errors, outcomes = services.ingest_batch(batch)
+        self.assertEqual((errors, {o.status for o in outcomes}), ({}, {"created"}))
+        self.assertEqual(len(committed), 2)
+        deltas = list(PincodeTotalDelta.objects.filter(pk__gt=before).order_by("pk").values_list("state", "transaction_count"))
+        # One row per spelling for the whole batch, the spelling sent first first (of equally
+        # common spellings, the one sent first names the state); not one per slice.
+        self.assertEqual(deltas, [("PUNJAB", 1), ("punjab", 7)])
+        self.assertEqual(MonthlyTotalDelta.objects.count(), 1)
+        self.assertSummariesMatchTransactions()
 
     def test_an_invalid_record_after_stored_slices_stores_nothing_and_every_error_is_answered(self):
         batch = batch_of(self.ids(1, 41))

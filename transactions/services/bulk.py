@@ -73,9 +73,13 @@ def prepared(records: Sequence[TransactionRecord]) -> Sequence[TransactionRecord
     return PreparedRecords(records) if writes_in_bulk(records, minimum=1) else records
 
 
-def store_in_bulk(records: Sequence[TransactionRecord], *, indexes: Sequence[int] | None = None) -> list:
+def store_in_bulk(
+    records: Sequence[TransactionRecord], *, indexes: Sequence[int] | None = None, summary_deltas: bool = True
+) -> list:
     """Store the records (in the caller's transaction); one ``IngestOutcome`` per record, whose
-    index is the record's own, or its number in ``indexes`` (a slice of a bigger batch's)."""
+    index is the record's own, or its number in ``indexes`` (a slice of a bigger batch's).
+    ``summary_deltas=False``: the month and pincode deltas are the caller's to append (a batch
+    written in slices appends its own once, ``batch_parts``)."""
     from .ingest import IngestOutcome, _same_payment  # ingest routes big batches here
 
     records = records if isinstance(records, PreparedRecords) else PreparedRecords(records)
@@ -103,9 +107,10 @@ def store_in_bulk(records: Sequence[TransactionRecord], *, indexes: Sequence[int
                 # The month and pincode deltas in Python, as every writer adds them: grouped
                 # statements over the staging table cost the server 2.4 us a row for a few
                 # hundred rows of answer; the loop costs 0.9 (docs/PERFORMANCE.md, eighth session).
-                totals.append_summary_deltas(
-                    records[index] for index in sorted(first_of_key.values()) if index not in stored
-                )
+                if summary_deltas:
+                    totals.append_summary_deltas(
+                        records[index] for index in sorted(first_of_key.values()) if index not in stored
+                    )
         except BaseException:
             try:  # the next attempt drops it anyway; the error that got here is the one to tell
                 cursor.execute(ops.drop_staging_table(table=STAGING_TABLE))
