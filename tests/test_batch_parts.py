@@ -164,6 +164,12 @@ class BatchInPartsTests(PartsTestMixin, SummaryAssertionsMixin, TransactionTestC
         self.assertEqual(deltas, [("PUNJAB", 1), ("punjab", 7)])
         self.assertEqual(MonthlyTotalDelta.objects.count(), 1)
         self.assertSummariesMatchTransactions()
+        # The same batch again, in parts: every record a repeat, no delta appended.
+        errors, outcomes = services.ingest_batch(batch)
+        self.assertEqual((errors, {o.status for o in outcomes}), ({}, {"duplicate"}))
+        self.assertEqual(len(committed), 4)
+        self.assertEqual(PincodeTotalDelta.objects.filter(pk__gt=before).count(), 2)
+        self.assertSummariesMatchTransactions()
 
     def test_an_invalid_record_after_stored_slices_stores_nothing_and_every_error_is_answered(self):
         batch = batch_of(self.ids(1, 41))
