@@ -12,12 +12,13 @@ into a table with the same columns and indexes, and prints the ratio of the two.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from gunicorn_server import start_gunicorn, stop_gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -166,9 +167,9 @@ def api_batches(csv_path: Path, cursor, *, database: str, batches: int, batch_re
 
 def http_batches(raw: list[dict], *, owner, batch_records: int) -> float:
     """The records as JSON batches, POSTed one after the other on one kept-alive connection to a
-    gunicorn started for it (gunicorn.conf.py, throttles and the request log off) on the emptied
-    database; the seconds from the first request sent to the last answer read. Each answer is
-    checked: every record created or a repeat, as the service answers."""
+    gunicorn started for it (``gunicorn_server``: every worker warmed up; throttles and the
+    request log off) on the emptied database; the seconds from the first request sent to the
+    last answer read. Each answer is checked: every record created or a repeat."""
     import http.client
     import json
 
@@ -181,21 +182,9 @@ def http_batches(raw: list[dict], *, owner, batch_records: int) -> float:
     token = Token.objects.create(user=owner).key
     connection.close()
     bodies = [json.dumps(raw[first : first + batch_records]).encode() for first in range(0, len(raw), batch_records)]
-    # As many workers as gunicorn.conf.py starts on this machine; each must have warmed up before
-    # the clock starts (a worker's start-up takes about a second of CPU).
-    workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
-    env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{HTTP_PORT}", "GUNICORN_WORKERS": str(workers),
-           "CDP_REQUEST_LOG": "off", "CDP_THROTTLE_USER": "none", "CDP_THROTTLE_ANON": "none", "GUNICORN_LOG_LEVEL": "info"}
-    log_path = OUT / "imports-gunicorn.log"
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "cdp_site.wsgi"],
-                              cwd=ROOT, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    server = start_gunicorn(port=HTTP_PORT, log_path=OUT / "imports-gunicorn.log", CDP_REQUEST_LOG="off",
+                            CDP_THROTTLE_USER="none", CDP_THROTTLE_ANON="none")
     try:
-        for _ in range(600):
-            if log_path.read_text().count("warm-up done") >= workers:
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError(f"gunicorn's {workers} workers did not all warm up: see {log_path}")
         client = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=120)
         headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
         started = time.perf_counter()
@@ -209,8 +198,7 @@ def http_batches(raw: list[dict], *, owner, batch_records: int) -> float:
         client.close()
         return elapsed
     finally:
-        os.killpg(server.pid, 15)
-        server.wait()
+        stop_gunicorn(server)
 
 
 SERVER_PORT = 3306  # main() sets the server's
@@ -220,8 +208,8 @@ def wait_for_quiet_server(*, timeout: float = 30.0) -> None:
     """Wait until the database server's background work is done (the purge of a dropped
     database, page flushing): until it uses under 5% of a core for half a second. What ran
     before must not take CPU from what is timed next (the first of the batch writers after
-    LOAD DATA ran 5-10% slower than the same writer later in a round). Not on this machine:
-    no wait."""
+    LOAD DATA ran 5-10% slower than the same writer later in a round). A server on another
+    machine (its CPU time unknown): no wait."""
     deadline = time.monotonic() + timeout
     before = server_cpu_seconds(SERVER_PORT)
     while before >= 0 and time.monotonic() < deadline:

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
+
+from gunicorn_server import start_gunicorn, stop_gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -71,25 +70,8 @@ def mariadb(sql: str, database: str | None = None) -> str:
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
-def wait_for(url: str, seconds: float = 60) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} did not come up")
-
-
 def start_ours(env: dict, gunicorn: dict) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "cdp_site.wsgi"],
-        cwd=ROOT, env={**env, "GUNICORN_BIND": f"127.0.0.1:{OUR_PORT}", **gunicorn, "GUNICORN_LOG_LEVEL": "warning"},
-        stdout=subprocess.DEVNULL, stderr=open(OUT / "ingest-gunicorn.log", "w"),
-    )
-    wait_for(f"http://127.0.0.1:{OUR_PORT}/api/health/")
-    return server
+    return start_gunicorn(port=OUR_PORT, log_path=OUT / "ingest-gunicorn.log", env=env, **gunicorn)
 
 
 def run_client(file: Path, url: str, concurrency: int, headers: list[str]) -> dict:
@@ -169,8 +151,7 @@ def main() -> None:
             peer, our = (statistics.median(results[concurrency][side]) for side in ("peer", "ours"))
             print(f"c={concurrency}: peer {peer:.1f} rows/s, ours {our:.1f} rows/s, ratio {our / peer:.2f}", flush=True)
     finally:
-        ours.terminate()
-        ours.wait(30)
+        stop_gunicorn(ours)
         subprocess.run(["kill", str(peer_pid)])
     (OUT / "ingest_vs_peer.json").write_text(json.dumps(results, indent=1))
 

@@ -26,12 +26,13 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from gunicorn_server import start_gunicorn, stop_gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -70,20 +71,8 @@ def our_token() -> str:
 
 
 def start_ours() -> subprocess.Popen:
-    env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{OUR_PORT}", "GUNICORN_WORKERS": "2", "CDP_REQUEST_LOG": "off",
-           "CDP_THROTTLE_USER": "none", "CDP_THROTTLE_ANON": "none", "GUNICORN_LOG_LEVEL": "warning"}
-    log = open(ROOT / "bench" / "out" / "reports-vs-peer-gunicorn.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "cdp_site.wsgi"],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    for _ in range(300):
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", OUR_PORT, timeout=5)
-            connection.request("GET", "/api/health/")
-            if connection.getresponse().status == 200:
-                return server
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("our gunicorn did not start")
+    return start_gunicorn(port=OUR_PORT, log_path=ROOT / "bench" / "out" / "reports-vs-peer-gunicorn.log",
+                          GUNICORN_WORKERS="2", CDP_REQUEST_LOG="off", CDP_THROTTLE_USER="none", CDP_THROTTLE_ANON="none")
 
 
 def main() -> None:
@@ -169,8 +158,7 @@ def main() -> None:
                     line += f" (the peer's {compared_with[name]})"
             print(line)
     finally:
-        os.killpg(ours.pid, signal.SIGTERM)
-        ours.wait(timeout=30)
+        stop_gunicorn(ours)
         subprocess.run(["kill", str(peer_pid)])
 
 
